@@ -1,0 +1,1 @@
+"""Access: identity, consent and audit. Hands the store one policy per request."""

@@ -1,0 +1,1 @@
+"""Conformance: the FHIR package under `profiles/`, structural validation, terminology."""

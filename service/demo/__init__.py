@@ -1,0 +1,1 @@
+"""Synthetic demo data: realistic work-and-cancer situations, loaded idempotently."""

@@ -1,0 +1,38 @@
+"""Assemble the application: settings, runtime, routers and error handlers. Nothing else."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from . import __version__
+from .config import Settings, get_settings
+from .rest import errors
+from .rest.routes import router
+from .runtime import Runtime, build_runtime
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        rt = runtime or build_runtime(settings)
+        app.state.runtime = rt
+        try:
+            yield
+        finally:
+            if runtime is None:
+                await rt.close()
+
+    app = FastAPI(
+        title="pgo-work FHIR API",
+        version=__version__,
+        description="FHIR R4 (4.0.1) server for patient-owned work data, shared under consent.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    app.include_router(router)
+    return app

@@ -1,0 +1,1 @@
+"""The FHIR REST layer: routing, content negotiation, headers and errors. It never builds SQL."""

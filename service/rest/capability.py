@@ -1,0 +1,74 @@
+"""The CapabilityStatement, generated from the registries that route and search.
+
+It lists exactly the search parameters the store indexes and the interactions the router
+serves, so it cannot claim what is not implemented.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .. import __version__
+from ..fhir import dates
+from ..runtime import Runtime
+
+INTERACTIONS = ["read", "vread", "update", "patch", "delete", "history-instance",
+                "history-type", "create", "search-type"]
+
+
+def build(rt: Runtime) -> dict[str, Any]:
+    resources = []
+    for rtype in rt.registry.types_with_params():
+        params = rt.registry.for_type(rtype)
+        resources.append({
+            "type": rtype,
+            "interaction": [{"code": c} for c in INTERACTIONS],
+            "versioning": "versioned-update",
+            "readHistory": True,
+            "updateCreate": True,
+            "conditionalCreate": True,
+            "conditionalRead": "modified-since",
+            "conditionalUpdate": True,
+            "conditionalDelete": "single",
+            "searchInclude": sorted({f"{rtype}:{p.code}" for p in params.values()
+                                     if p.type == "reference"}),
+            "searchRevInclude": sorted(_revincludes(rt, rtype)),
+            "searchParam": [
+                {"name": p.code, "definition": p.url, "type": p.type,
+                 **({"documentation": p.description} if p.description else {})}
+                for p in sorted(params.values(), key=lambda p: p.code)
+            ],
+        })
+    return {
+        "resourceType": "CapabilityStatement",
+        "status": "active",
+        "date": dates.to_instant(dates.utcnow()),
+        "publisher": "pgo-work",
+        "kind": "instance",
+        "software": {"name": "pgo-work", "version": __version__},
+        "implementation": {"description": "pgo-work FHIR server", "url": rt.base_url},
+        "fhirVersion": "4.0.1",
+        "format": ["application/fhir+json", "json"],
+        "patchFormat": ["application/json-patch+json"],
+        "rest": [{
+            "mode": "server",
+            "resource": resources,
+            "interaction": [{"code": "transaction"}, {"code": "batch"},
+                            {"code": "history-system"}, {"code": "search-system"}],
+            "searchParam": [
+                {"name": "_id", "type": "token",
+                 "definition": "http://hl7.org/fhir/SearchParameter/Resource-id"},
+                {"name": "_lastUpdated", "type": "date",
+                 "definition": "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"},
+            ],
+        }],
+    }
+
+
+def _revincludes(rt: Runtime, target: str) -> set[str]:
+    out = set()
+    for source in rt.registry.types_with_params():
+        for p in rt.registry.for_type(source).values():
+            if p.type == "reference" and (not p.targets or target in p.targets):
+                out.add(f"{source}:{p.code}")
+    return out

@@ -1,0 +1,49 @@
+"""Every failure leaves as an OperationOutcome with the right status: the one place that maps."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+
+from ..fhir.outcome import FhirError, Issue, operation_outcome
+from .negotiation import fhir_response
+
+log = logging.getLogger("pgo_work.errors")
+
+_HTTP_CODES = {404: "not-found", 405: "not-supported", 406: "not-supported", 413: "too-long",
+               415: "not-supported", 401: "login", 403: "forbidden"}
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(FhirError)
+    async def fhir_error(request: Request, exc: FhirError) -> Response:
+        return fhir_response(request, exc.status, exc.outcome, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        issues = []
+        for err in exc.errors()[:20]:
+            loc = ".".join(str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path"))
+            issues.append(Issue("invalid", f"{loc}: {err.get('msg')}", expression=[loc] if loc else []))
+        return fhir_response(request, 400, operation_outcome(issues))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = _HTTP_CODES.get(exc.status_code, "processing")
+        detail = exc.detail if isinstance(exc.detail, str) else "Request failed"
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"No FHIR endpoint at {request.url.path}"
+        if exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}"
+        return fhir_response(request, exc.status_code, operation_outcome([Issue(code, detail)]),
+                             headers=dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.exception("Unhandled error on %s %s", request.method, request.url.path)
+        return fhir_response(request, 500, operation_outcome(
+            [Issue("exception", "Internal server error; the change was not saved")]))

@@ -1,0 +1,76 @@
+"""Content negotiation: FHIR JSON in and out, `_format`, `_pretty`, and size limits.
+
+We speak JSON only; a request for XML gets 406 (Accept/_format) or 415 (Content-Type) with an
+OperationOutcome rather than a silent JSON answer a client would mis-parse.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import Request
+from starlette.responses import Response
+
+from ..fhir.outcome import FhirError
+
+FHIR_JSON = "application/fhir+json"
+JSON_TYPES = {"application/fhir+json", "application/json", "application/json+fhir", "text/json"}
+PATCH_TYPES = {"application/json-patch+json"}
+XML_HINTS = ("xml", "turtle", "ttl")
+FORMAT_JSON = {"json", "application/json", "application/fhir+json", "application/json+fhir"}
+
+
+def check_accept(request: Request) -> None:
+    fmt = request.query_params.get("_format")
+    if fmt is not None:
+        if fmt not in FORMAT_JSON:
+            raise FhirError(406, "not-supported", f"_format '{fmt}' is not supported; use json",
+                            "_format")
+        return
+    accept = request.headers.get("accept", "")
+    if not accept or "*/*" in accept or "json" in accept:
+        return
+    if any(h in accept for h in XML_HINTS):
+        raise FhirError(406, "not-supported", "Only FHIR JSON (application/fhir+json) is served")
+
+
+async def read_body(request: Request, max_bytes: int, allow_patch: bool = False) -> Any:
+    """The parsed JSON body; 413 when too large, 415 for other media types, 400 when unparsable."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise FhirError(413, "too-long", f"The body exceeds {max_bytes} bytes")
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    allowed = JSON_TYPES | (PATCH_TYPES if allow_patch else set())
+    if ctype not in allowed:
+        raise FhirError(415, "not-supported",
+                        f"Content-Type '{ctype or 'none'}' is not supported; send {FHIR_JSON}")
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise FhirError(413, "too-long", f"The body exceeds {max_bytes} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise FhirError(400, "invalid", "The request body is empty")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise FhirError(400, "structure", f"The body is not valid JSON: {exc}") from exc
+
+
+def fhir_response(request: Request | None, status: int, body: dict[str, Any] | None = None,
+                  raw: str | None = None, headers: dict[str, str] | None = None) -> Response:
+    pretty = request is not None and request.query_params.get("_pretty") == "true"
+    content: bytes | None = None
+    if body is not None:
+        content = orjson.dumps(body, option=orjson.OPT_INDENT_2 if pretty else 0)
+    elif raw is not None:
+        content = orjson.dumps(orjson.loads(raw), option=orjson.OPT_INDENT_2) if pretty \
+            else raw.encode()
+    if status == 304 or content is None:
+        return Response(status_code=status, headers=headers)
+    return Response(content=content, status_code=status, headers=headers,
+                    media_type=f"{FHIR_JSON}; charset=utf-8")

@@ -1,0 +1,1 @@
+"""The resource store: persistence, versioning and search indexes. It knows no HTTP."""

@@ -1,0 +1,50 @@
+"""The access contract the store enforces on every query it runs.
+
+The store defines what it needs from an access policy; `service.access` implements it per
+request (who asks, under which consents). Because the policy yields SQL predicates, totals,
+paging, includes, chains and history only ever see rows the caller may see: nothing is
+filtered after the query.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import ColumnElement
+
+
+@dataclass(frozen=True)
+class WriteIntent:
+    """What a write would store, so a policy can decide before anything is written."""
+
+    action: str  # create | update | delete
+    resource_type: str
+    resource: dict[str, Any] | None
+    patients: frozenset[str]
+    labels: frozenset[tuple[str, str]]
+
+
+class AccessPolicy(Protocol):
+    def visible(self, pk: Any, resource_type: Any) -> ColumnElement[bool] | None:
+        """A predicate over a resource primary-key column (and its type column) that is true
+        for rows the caller may read; None means no restriction."""
+
+    def check_write(self, intent: WriteIntent) -> None:
+        """Raise FhirError when the caller may not perform this write."""
+
+    def check_type(self, resource_type: str | None, action: str) -> None:
+        """Raise FhirError when the caller may not use this resource type at all."""
+
+
+class SystemAccess:
+    """Unrestricted access: the store's own maintenance, migrations and demo loading."""
+
+    def visible(self, pk: Any, resource_type: Any) -> ColumnElement[bool] | None:
+        return None
+
+    def check_write(self, intent: WriteIntent) -> None:
+        return None
+
+    def check_type(self, resource_type: str | None, action: str) -> None:
+        return None

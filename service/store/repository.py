@@ -1,0 +1,382 @@
+"""The SQL resource store: one instance per request, bound to one connection and one policy.
+
+Method per FHIR interaction (R4 3.1.0): create, read, vread, update, delete, search, history.
+The caller's access policy is part of every query and every write, so no operation built on
+the store can read around consent.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import delete, false, func, insert, not_, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..fhir import dates
+from ..fhir.outcome import FhirError, bad_request, not_found
+from .access import AccessPolicy, WriteIntent
+from .indexer import Indexer, IndexRows
+from .records import HistoryPage, SearchPage, StoredResource
+from .search import cursor as cursors
+from .search.compiler import Compiler
+from .search.includes import IncludeResolver
+from .search.request import SearchRequest
+from .searchparams import SearchParamRegistry
+from .tables import (
+    INDEX_TABLES,
+    Compartment,
+    Resource,
+    ResourceLabel,
+    ResourceVersion,
+)
+
+RES = Resource.__table__
+VER = ResourceVersion.__table__
+COMP = Compartment.__table__
+LABEL = ResourceLabel.__table__
+ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    """What every per-request store shares: the search registry and the public base URL."""
+
+    registry: SearchParamRegistry
+    base_url: str
+    max_include: int = 1000
+
+    @property
+    def indexer(self) -> Indexer:
+        return Indexer(self.registry, self.base_url)
+
+
+class ResourceStore:
+    def __init__(self, conn: AsyncConnection, config: StoreConfig, access: AccessPolicy) -> None:
+        self.conn = conn
+        self.config = config
+        self.access = access
+        self._indexer = Indexer(config.registry, config.base_url)
+
+    # -- reads --------------------------------------------------------------------------
+    async def read(self, resource_type: str, rid: str) -> StoredResource:
+        """Current version; 404 when unknown or not visible, 410 when deleted."""
+        self.access.check_type(resource_type, "read")
+        row = await self._current(resource_type, rid)
+        if row is None:
+            raise not_found(f"{resource_type}/{rid} is not known")
+        if row.deleted:
+            raise FhirError(410, "deleted", f"{resource_type}/{rid} was deleted",
+                            headers={"ETag": f'W/"{row.version_id}"'})
+        return row
+
+    async def vread(self, resource_type: str, rid: str, version: str) -> StoredResource:
+        self.access.check_type(resource_type, "read")
+        if not version.isdigit():
+            raise not_found(f"Version '{version}' of {resource_type}/{rid} is not known")
+        v = VER.alias("v")
+        stmt = select(v).where(v.c.resource_type == resource_type, v.c.id == rid,
+                               v.c.version_id == int(version))
+        stmt = self._guard(stmt, v.c.resource_pk, v.c.resource_type)
+        row = (await self.conn.execute(stmt)).mappings().first()
+        if row is None:
+            raise not_found(f"Version {version} of {resource_type}/{rid} is not known")
+        stored = _version(row)
+        if stored.content is None:
+            raise FhirError(410, "deleted", f"Version {version} of {resource_type}/{rid} is a deletion")
+        return stored
+
+    async def _current(self, resource_type: str, rid: str) -> StoredResource | None:
+        r = RES.alias("r")
+        stmt = select(r).where(r.c.resource_type == resource_type, r.c.id == rid)
+        stmt = self._guard(stmt, r.c.pk, r.c.resource_type)
+        row = (await self.conn.execute(stmt)).mappings().first()
+        return _current(row) if row else None
+
+    def _guard(self, stmt: Any, pk: Any, rtype: Any) -> Any:
+        predicate = self.access.visible(pk, rtype)
+        return stmt if predicate is None else stmt.where(predicate)
+
+    # -- writes -------------------------------------------------------------------------
+    async def create(self, resource: dict[str, Any], rid: str | None = None) -> StoredResource:
+        """Store a new resource with a server-assigned id (or `rid`, for update-as-create)."""
+        rtype = resource["resourceType"]
+        rid = rid or str(uuid.uuid4())
+        now = dates.utcnow()
+        content, rows = self._prepare(resource, rid, 1, now, set())
+        self.access.check_write(WriteIntent("create", rtype, resource, frozenset(rows.patients),
+                                            frozenset(rows.labels)))
+        try:
+            pk = (
+                await self.conn.execute(
+                    insert(RES).returning(RES.c.pk),
+                    {"resource_type": rtype, "id": rid, "version_id": 1, "last_updated": now,
+                     "deleted": False, "content": content},
+                )
+            ).scalar_one()
+        except IntegrityError as exc:
+            raise FhirError(409, "duplicate", f"{rtype}/{rid} already exists") from exc
+        await self._write_version(pk, rtype, rid, 1, now, "POST", content)
+        await self._write_indexes(pk, rows, set(), set())
+        return StoredResource(pk, rtype, rid, 1, now, content)
+
+    async def update(
+        self, resource: dict[str, Any], rid: str, if_match: int | None = None
+    ) -> tuple[StoredResource, bool]:
+        """Replace the current version; returns (stored, created). 412 on If-Match mismatch."""
+        rtype = resource["resourceType"]
+        existing = await self._locate(rtype, rid)
+        if existing is None:
+            if if_match is not None:
+                raise FhirError(412, "conflict", f"{rtype}/{rid} does not exist, If-Match fails")
+            return await self.create(resource, rid), True
+        pk, old_version, _deleted = existing
+        if if_match is not None and if_match != old_version:
+            raise FhirError(412, "conflict",
+                            f"{rtype}/{rid} is at version {old_version}, not {if_match}")
+        old_labels = await self._labels(pk)
+        old_patients = await self._patients(pk)
+        now = dates.utcnow()
+        version = old_version + 1
+        content, rows = self._prepare(resource, rid, version, now, old_labels)
+        if old_patients and not old_patients <= rows.patients:
+            raise FhirError(422, "business-rule",
+                            f"{rtype}/{rid} belongs to another patient's record and cannot be moved",
+                            expression=[f"{rtype}.subject"])
+        self.access.check_write(WriteIntent("update", rtype, resource, frozenset(rows.patients),
+                                            frozenset(rows.labels | old_labels)))
+        result = await self.conn.execute(
+            update(RES)
+            .where(RES.c.pk == pk, RES.c.version_id == old_version)
+            .values(version_id=version, last_updated=now, deleted=False, content=content)
+        )
+        if result.rowcount != 1:
+            raise FhirError(409, "conflict", f"{rtype}/{rid} was changed concurrently; retry")
+        await self._write_version(pk, rtype, rid, version, now, "PUT", content)
+        await self._clear_indexes(pk)
+        await self._write_indexes(pk, rows, old_labels, old_patients)
+        return StoredResource(pk, rtype, rid, version, now, content), False
+
+    async def delete(self, resource_type: str, rid: str) -> StoredResource | None:
+        """Logical delete: a new, empty version; reads then give 410. None if already gone."""
+        existing = await self._locate(resource_type, rid)
+        if existing is None:
+            raise not_found(f"{resource_type}/{rid} is not known")
+        pk, old_version, deleted = existing
+        if deleted:
+            return None
+        labels = await self._labels(pk)
+        patients = await self._patients(pk)
+        self.access.check_write(WriteIntent("delete", resource_type, None, frozenset(patients),
+                                            frozenset(labels)))
+        now = dates.utcnow()
+        version = old_version + 1
+        result = await self.conn.execute(
+            update(RES)
+            .where(RES.c.pk == pk, RES.c.version_id == old_version)
+            .values(version_id=version, last_updated=now, deleted=True, content=None)
+        )
+        if result.rowcount != 1:
+            raise FhirError(409, "conflict", f"{resource_type}/{rid} was changed concurrently")
+        await self._write_version(pk, resource_type, rid, version, now, "DELETE", None)
+        await self._clear_indexes(pk)
+        return StoredResource(pk, resource_type, rid, version, now, None, deleted=True)
+
+    async def _locate(self, rtype: str, rid: str) -> tuple[int, int, bool] | None:
+        """pk, version and deleted flag of a resource the caller may see; None otherwise."""
+        r = RES.alias("r")
+        stmt = select(r.c.pk, r.c.version_id, r.c.deleted).where(
+            r.c.resource_type == rtype, r.c.id == rid)
+        row = (await self.conn.execute(self._guard(stmt, r.c.pk, r.c.resource_type))).first()
+        if row is None:
+            hidden = (await self.conn.execute(select(RES.c.pk).where(
+                RES.c.resource_type == rtype, RES.c.id == rid))).first()
+            if hidden is not None:
+                # It exists, but not for this caller: writing over it would be a leak and a loss.
+                raise not_found(f"{rtype}/{rid} is not known")
+            return None
+        return int(row.pk), int(row.version_id), bool(row.deleted)
+
+    def _prepare(self, resource: dict[str, Any], rid: str, version: int, now: datetime,
+                 old_labels: set[tuple[str, str]]) -> tuple[str, IndexRows]:
+        if not ID_RE.match(rid):
+            raise FhirError(400, "invalid", f"'{rid}' is not a valid FHIR id", "id")
+        meta = dict(resource.get("meta") or {})
+        meta["versionId"] = str(version)
+        meta["lastUpdated"] = dates.to_instant(now)
+        security = list(meta.get("security") or [])
+        present = {(s.get("system") or "", s.get("code")) for s in security}
+        for system, code in sorted(old_labels - present):
+            security.append({"system": system, "code": code} if system else {"code": code})
+        if security:
+            meta["security"] = security
+        body = {k: v for k, v in resource.items() if k not in ("resourceType", "id", "meta")}
+        doc = {"resourceType": resource["resourceType"], "id": rid, "meta": meta, **body}
+        rows = self._indexer.index(doc)
+        return orjson.dumps(doc).decode(), rows
+
+    async def _write_version(self, pk: int, rtype: str, rid: str, version: int, now: datetime,
+                             method: str, content: str | None) -> None:
+        await self.conn.execute(insert(VER), {
+            "resource_pk": pk, "resource_type": rtype, "id": rid, "version_id": version,
+            "last_updated": now, "method": method, "content": content})
+
+    async def _clear_indexes(self, pk: int) -> None:
+        for table in INDEX_TABLES.values():
+            await self.conn.execute(delete(table).where(table.c.resource_pk == pk))
+
+    async def _write_indexes(self, pk: int, rows: IndexRows, old_labels: set[tuple[str, str]],
+                             old_patients: set[str]) -> None:
+        for kind, items in rows.rows.items():
+            await self.conn.execute(insert(INDEX_TABLES[kind]),
+                                    [{"resource_pk": pk, **item} for item in items])
+        new_patients = rows.patients - old_patients
+        if new_patients:
+            await self.conn.execute(insert(COMP), [{"resource_pk": pk, "patient_id": p}
+                                                   for p in sorted(new_patients)])
+        new_labels = rows.labels - old_labels
+        if new_labels:
+            await self.conn.execute(insert(LABEL), [{"resource_pk": pk, "system": s, "code": c}
+                                                    for s, c in sorted(new_labels)])
+
+    async def _labels(self, pk: int) -> set[tuple[str, str]]:
+        rows = await self.conn.execute(select(LABEL.c.system, LABEL.c.code).where(
+            LABEL.c.resource_pk == pk))
+        return {(r.system, r.code) for r in rows}
+
+    async def _patients(self, pk: int) -> set[str]:
+        rows = await self.conn.execute(select(COMP.c.patient_id).where(COMP.c.resource_pk == pk))
+        return {r.patient_id for r in rows}
+
+    # -- search -------------------------------------------------------------------------
+    async def search(self, req: SearchRequest) -> SearchPage:
+        self.access.check_type(req.resource_type, "search")
+        r = RES.alias("r")
+        compiler = Compiler(self.access.visible, self.config.base_url)
+        where = compiler.where(r, req.resource_type, req.criteria)
+        total = None
+        if req.total != "none" or req.summary == "count":
+            total = (await self.conn.execute(
+                select(func.count()).select_from(r).where(*where))).scalar_one()
+        if req.summary == "count" or req.count == 0:
+            return SearchPage([], [], total)
+        keys = [(compiler.sort_expr(r, k), k.descending) for k in req.sort] + [(r.c.pk, False)]
+        cur = cursors.decode(req.cursor) if req.cursor else None
+        backwards = bool(cur and cur.backwards)
+        if cur:
+            where.append(cursors.after(keys, cur.values, backwards))
+        sort_cols = [e.label(f"s{i}") for i, (e, _) in enumerate(keys[:-1])]
+        order = [(e.desc() if d != backwards else e.asc()) for e, d in keys]
+        stmt = (
+            select(r.c.pk, r.c.resource_type, r.c.id, r.c.version_id, r.c.last_updated,
+                   r.c.content, *sort_cols)
+            .where(*where).order_by(*order).limit(req.count + 1)
+        )
+        rows = list((await self.conn.execute(stmt)).mappings())
+        more = len(rows) > req.count
+        rows = rows[: req.count]
+        if backwards:
+            rows.reverse()
+        matches = [StoredResource(row["pk"], row["resource_type"], row["id"], row["version_id"],
+                                  row["last_updated"], row["content"]) for row in rows]
+
+        def key_values(row: Any) -> list[Any]:
+            return [row[f"s{i}"] for i in range(len(keys) - 1)] + [row["pk"]]
+
+        next_cursor = prev_cursor = None
+        if rows and (more if not backwards else True):
+            next_cursor = cursors.encode(key_values(rows[-1]), False)
+        if rows and (cur is not None if not backwards else more):
+            prev_cursor = cursors.encode(key_values(rows[0]), True)
+        included = await IncludeResolver(self.conn, self.config, self.access).resolve(
+            matches, req.include, req.revinclude)
+        return SearchPage(matches, included, total, next_cursor, prev_cursor)
+
+    async def count_matches(self, req: SearchRequest, limit: int = 2) -> list[StoredResource]:
+        """Up to `limit` matches of a conditional interaction's criteria (If-None-Exist etc.)."""
+        r = RES.alias("r")
+        where = Compiler(self.access.visible, self.config.base_url).where(
+            r, req.resource_type, req.criteria)
+        stmt = select(r).where(*where).order_by(r.c.pk).limit(limit)
+        return [_current(row) for row in (await self.conn.execute(stmt)).mappings()]
+
+    # -- history ------------------------------------------------------------------------
+    async def history(self, resource_type: str | None, rid: str | None, since: datetime | None,
+                      at: datetime | None, count: int, cursor: str | None) -> HistoryPage:
+        self.access.check_type(resource_type, "history")
+        if rid is not None and resource_type is not None:
+            await self._require_exists(resource_type, rid)
+        v = VER.alias("v")
+        conds: list[Any] = []
+        if resource_type:
+            conds.append(v.c.resource_type == resource_type)
+        if rid:
+            conds.append(v.c.id == rid)
+        if since:
+            conds.append(v.c.last_updated >= since)
+        if at:
+            later = VER.alias("later")
+            conds.append(v.c.last_updated <= at)
+            conds.append(not_(select(later.c.pk).where(
+                later.c.resource_pk == v.c.resource_pk, later.c.last_updated <= at,
+                later.c.version_id > v.c.version_id).exists()))
+        predicate = self.access.visible(v.c.resource_pk, v.c.resource_type)
+        if predicate is not None:
+            conds.append(predicate)
+        total = (await self.conn.execute(
+            select(func.count()).select_from(v).where(*conds))).scalar_one()
+        if cursor:
+            position = cursors.decode(cursor).values
+            if len(position) != 1:
+                raise bad_request("The paging cursor does not belong to this history",
+                                          "_cursor")
+            conds.append(v.c.pk < position[0])
+        stmt = select(v).where(*conds).order_by(v.c.pk.desc()).limit(count + 1)
+        rows = list((await self.conn.execute(stmt)).mappings())
+        more = len(rows) > count
+        rows = rows[:count]
+        next_cursor = cursors.encode([rows[-1]["pk"]], False) if more and rows else None
+        return HistoryPage([_version(row) for row in rows], total, next_cursor)
+
+    async def _require_exists(self, resource_type: str, rid: str) -> None:
+        r = RES.alias("r")
+        stmt = select(r.c.pk).where(r.c.resource_type == resource_type, r.c.id == rid)
+        if (await self.conn.execute(self._guard(stmt, r.c.pk, r.c.resource_type))).first() is None:
+            raise not_found(f"{resource_type}/{rid} is not known")
+
+    async def exists(self, resource_type: str, rid: str) -> bool:
+        r = RES.alias("r")
+        stmt = select(r.c.pk).where(r.c.resource_type == resource_type, r.c.id == rid,
+                                    r.c.deleted == false())
+        return (await self.conn.execute(self._guard(stmt, r.c.pk, r.c.resource_type))).first() \
+            is not None
+
+    async def resources_in_compartment(self, patient_id: str,
+                                       limit: int) -> list[StoredResource]:
+        """Current resources in a patient's compartment the caller may see ($everything)."""
+        r = RES.alias("r")
+        stmt = select(r).where(
+            r.c.deleted == false(),
+            r.c.pk.in_(select(COMP.c.resource_pk).where(COMP.c.patient_id == patient_id)),
+        ).order_by(r.c.resource_type, r.c.pk).limit(limit)
+        stmt = self._guard(stmt, r.c.pk, r.c.resource_type)
+        return [_current(row) for row in (await self.conn.execute(stmt)).mappings()]
+
+
+def _current(row: Any) -> StoredResource:
+    return StoredResource(row["pk"], row["resource_type"], row["id"], row["version_id"],
+                          row["last_updated"], row["content"], bool(row["deleted"]))
+
+
+def _version(row: Any) -> StoredResource:
+    return StoredResource(row["resource_pk"], row["resource_type"], row["id"], row["version_id"],
+                          row["last_updated"], row["content"], row["content"] is None,
+                          row["method"])
+
+
+__all__ = ["ResourceStore", "StoreConfig"]

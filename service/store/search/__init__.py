@@ -1,0 +1,1 @@
+"""Search: parse FHIR search parameters into a typed request, compile it into one SQL query."""

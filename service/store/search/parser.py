@@ -1,0 +1,214 @@
+"""Parse `name[:modifier]=value` pairs into a SearchRequest, rejecting what we cannot honour.
+
+An unknown parameter is an error (400) unless the client asked for lenient handling, in which
+case it is dropped and left out of the self link, as R4 3.1.1.3.3 describes.
+"""
+
+from __future__ import annotations
+
+from ...fhir.outcome import FhirError, bad_request
+from ..searchparams import SearchParamRegistry
+from .request import Chain, Criterion, Has, IncludeSpec, SearchRequest, SortKey
+
+CONTROL = {
+    "_sort", "_count", "_total", "_summary", "_elements", "_include", "_revinclude",
+    "_cursor", "_format", "_pretty", "_since", "_at",
+}
+MODIFIERS = {
+    "token": {"not", "text", "missing", "exact"},
+    "string": {"exact", "contains", "missing"},
+    "date": {"missing"},
+    "number": {"missing"},
+    "quantity": {"missing"},
+    "reference": {"missing", "identifier"},
+    "uri": {"missing", "below", "above"},
+}
+PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
+
+
+class SearchParser:
+    def __init__(self, registry: SearchParamRegistry, default_count: int, max_count: int) -> None:
+        self.registry = registry
+        self.default_count = default_count
+        self.max_count = max_count
+
+    def parse(
+        self, resource_type: str | None, pairs: list[tuple[str, str]], lenient: bool = False
+    ) -> SearchRequest:
+        req = SearchRequest(resource_type=resource_type, count=self.default_count)
+        for name, value in pairs:
+            try:
+                self._one(req, name, value)
+            except FhirError:
+                if not lenient:
+                    raise
+                req.ignored.append(name)
+                continue
+            if name not in ("_cursor", "_format", "_pretty"):
+                req.echo.append((name, value))
+        return req
+
+    def _one(self, req: SearchRequest, name: str, value: str) -> None:
+        rtype = req.resource_type
+        if name == "_count":
+            if not value.isdigit():
+                raise bad_request(f"_count must be a non-negative integer, not '{value}'", "_count")
+            req.count = min(int(value), self.max_count)
+        elif name == "_total":
+            if value not in ("none", "estimate", "accurate"):
+                raise bad_request(f"_total must be none, estimate or accurate, not '{value}'", "_total")
+            req.total = value
+        elif name == "_summary":
+            if value not in ("true", "false", "count", "data", "text"):
+                raise bad_request(f"Unknown _summary value '{value}'", "_summary")
+            req.summary = None if value == "false" else value
+        elif name == "_elements":
+            req.elements = [e.strip() for e in value.split(",") if e.strip()]
+        elif name == "_cursor":
+            req.cursor = value
+        elif name in ("_format", "_pretty"):
+            return
+        elif name == "_sort":
+            req.sort = [self._sort_key(rtype, s) for s in value.split(",") if s]
+        elif name.startswith("_include") or name.startswith("_revinclude"):
+            self._include(req, name, value)
+        elif name.startswith("_has:"):
+            if rtype is None:
+                raise bad_request("_has needs a resource type", name)
+            req.criteria.append(self._has(rtype, name, value))
+        elif name in ("_since", "_at"):
+            raise bad_request(f"{name} is a history parameter, not a search parameter", name)
+        else:
+            req.criteria.append(self._criterion(rtype, name, value))
+
+    def _sort_key(self, rtype: str | None, spec: str) -> SortKey:
+        desc = spec.startswith("-")
+        code = spec[1:] if desc else spec
+        if code in ("_id", "_lastUpdated"):
+            return SortKey(code, None, desc)
+        param = self.registry.get(rtype, code) if rtype else None
+        if param is None or param.type not in ("date", "string", "token", "number", "quantity",
+                                                  "reference", "uri"):
+            raise bad_request(f"Cannot sort {rtype or 'all resources'} by '{code}'", "_sort")
+        return SortKey(code, param, desc)
+
+    def _include(self, req: SearchRequest, name: str, value: str) -> None:
+        reverse = name.startswith("_revinclude")
+        base = "_revinclude" if reverse else "_include"
+        modifier = name[len(base) + 1 :] if name != base else ""
+        if modifier not in ("", "iterate", "recurse"):
+            raise bad_request(f"Unknown modifier on {base}: '{modifier}'", name)
+        if value == "*":
+            if reverse:
+                raise bad_request("_revinclude=* is not supported", name)
+            if not req.resource_type:
+                raise bad_request("_include=* needs a resource type", name)
+            req.include.append(IncludeSpec(req.resource_type, None, None, bool(modifier)))
+            return
+        parts = value.split(":")
+        if len(parts) < 2 or len(parts) > 3:
+            raise bad_request(f"{base} must be SourceType:parameter[:TargetType], not '{value}'", name)
+        source, code = parts[0], parts[1]
+        target = parts[2] if len(parts) == 3 else None
+        param = None
+        if code != "*":
+            param = self.registry.get(source, code)
+            if param is None or param.type != "reference":
+                raise bad_request(f"'{source}:{code}' is not a reference search parameter", name)
+            if target and param.targets and target not in param.targets:
+                raise bad_request(f"'{source}:{code}' cannot point at {target}", name)
+        spec = IncludeSpec(source, param, target, bool(modifier), reverse)
+        (req.revinclude if reverse else req.include).append(spec)
+
+    def _has(self, rtype: str, name: str, value: str) -> Criterion:
+        parts = name.split(":", 3)
+        if len(parts) < 4:
+            raise bad_request(f"_has must be _has:Type:reference:parameter, not '{name}'", name)
+        _, source, ref_code, rest = parts
+        ref = self.registry.get(source, ref_code)
+        if ref is None or ref.type != "reference":
+            raise bad_request(f"'{source}:{ref_code}' is not a reference search parameter", name)
+        if ref.targets and rtype not in ref.targets:
+            raise bad_request(f"'{source}:{ref_code}' never points at {rtype}", name)
+        if rest.startswith("_has:"):
+            inner = self._has(source, rest, value)
+        else:
+            inner = self._criterion(source, rest, value)
+        return Criterion(name, None, None, [], has=Has(source, ref, inner))
+
+    def _criterion(self, rtype: str | None, name: str, value: str) -> Criterion:
+        head, _, chain_rest = name.partition(".")
+        code, _, modifier = head.partition(":")
+        if rtype is None and code not in ("_id", "_lastUpdated", "_tag", "_profile", "_security"):
+            raise bad_request(f"Parameter '{code}' needs a resource type", name)
+        param = self.registry.get(rtype or "Resource", code)
+        if param is None:
+            raise bad_request(f"Unknown search parameter '{code}' for {rtype}", name)
+        if chain_rest:
+            if param.type != "reference":
+                raise bad_request(f"'{code}' is not a reference parameter and cannot be chained", name)
+            targets = [modifier] if modifier else list(param.targets)
+            nested_code = chain_rest.split(".")[0].split(":")[0]
+            usable = [t for t in targets if self.registry.get(t, nested_code)]
+            if not usable:
+                raise bad_request(f"No target of '{code}' has a parameter '{nested_code}'", name)
+            inner = self._criterion(usable[0], chain_rest, value)
+            chain = Chain(param, usable, inner)
+            return Criterion(name, param, None, [], chain=chain)
+        if modifier:
+            allowed = set(MODIFIERS.get(param.type, set()))
+            if param.type == "reference" and modifier in param.targets:
+                allowed.add(modifier)
+            if modifier not in allowed:
+                raise bad_request(f"Modifier ':{modifier}' is not supported on '{code}'", name)
+        values = _split_values(value)
+        if modifier == "missing":
+            if value not in ("true", "false"):
+                raise bad_request(f":missing takes true or false, not '{value}'", name)
+        elif not values:
+            raise bad_request(f"Parameter '{name}' has no value", name)
+        if param.type in ("date", "number", "quantity") and modifier != "missing":
+            for v in values:
+                _check_prefixed(param.type, v, name)
+        return Criterion(name, param, modifier or None, values)
+
+
+def _split_values(value: str) -> list[str]:
+    """Split on unescaped commas; `\\,` stays a literal comma (R4 3.1.1.3.6)."""
+    out, cur, escape = [], [], False
+    for ch in value:
+        if escape:
+            cur.append(ch)
+            escape = False
+        elif ch == "\\":
+            escape = True
+        elif ch == ",":
+            out.append("".join(cur))
+            cur = []
+        else:
+            cur.append(ch)
+    out.append("".join(cur))
+    return [v for v in out if v != ""]
+
+
+def split_prefix(value: str) -> tuple[str, str]:
+    if len(value) > 2 and value[:2] in PREFIXES and not value[:2].isdigit():
+        return value[:2], value[2:]
+    return "eq", value
+
+
+def _check_prefixed(kind: str, value: str, name: str) -> None:
+    from ...fhir.dates import DateFormatError, parse_range
+
+    _, raw = split_prefix(value)
+    if kind == "date":
+        try:
+            parse_range(raw)
+        except DateFormatError as exc:
+            raise bad_request(str(exc), name) from exc
+    else:
+        number = raw.split("|")[0]
+        try:
+            float(number)
+        except ValueError as exc:
+            raise bad_request(f"'{number}' is not a number in '{name}'", name) from exc

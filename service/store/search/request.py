@@ -1,0 +1,71 @@
+"""The typed form of a FHIR search, independent of HTTP and of SQL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..searchparams import SearchParam
+
+
+@dataclass
+class Criterion:
+    """One parameter occurrence: its values are ORed (commas), occurrences are ANDed."""
+
+    name: str
+    param: SearchParam | None
+    modifier: str | None
+    values: list[str]
+    chain: Chain | None = None
+    has: Has | None = None
+
+
+@dataclass
+class Chain:
+    """`subject:Patient.name=x`: a reference parameter, its target types, the nested criterion."""
+
+    reference: SearchParam
+    target_types: list[str]
+    criterion: Criterion
+
+
+@dataclass
+class Has:
+    """`_has:Observation:patient:code=x`: resources of `source_type` pointing at us via `reference`."""
+
+    source_type: str
+    reference: SearchParam
+    criterion: Criterion
+
+
+@dataclass
+class SortKey:
+    name: str
+    param: SearchParam | None
+    descending: bool
+
+
+@dataclass
+class IncludeSpec:
+    source_type: str
+    param: SearchParam | None  # None means every reference parameter of source_type ("*")
+    target_type: str | None
+    iterate: bool = False
+    reverse: bool = False
+
+
+@dataclass
+class SearchRequest:
+    resource_type: str | None
+    criteria: list[Criterion] = field(default_factory=list)
+    sort: list[SortKey] = field(default_factory=list)
+    count: int = 20
+    cursor: str | None = None
+    total: str = "accurate"
+    summary: str | None = None
+    elements: list[str] | None = None
+    include: list[IncludeSpec] = field(default_factory=list)
+    revinclude: list[IncludeSpec] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
+    """Parameters dropped under `Prefer: handling=lenient`; not echoed in the self link."""
+    echo: list[tuple[str, str]] = field(default_factory=list)
+    """The parameters the server used, in order, for the Bundle's self link."""

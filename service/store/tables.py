@@ -1,0 +1,208 @@
+"""The schema, as typed SQLAlchemy 2.0 models. Alembic migrations are generated to match it.
+
+Layout, and why:
+- `resource` holds the current version of every resource (content as JSON text with its meta
+  already filled in, so a read returns it without re-serialising);
+- `resource_version` holds every version, for vread and history, with a global ordering key;
+- `compartment` and `resource_label` say which patient a resource belongs to and which
+  security labels it carries. They are indexed columns, not JSON, so that access predicates
+  compile into the same SQL as the search; they survive deletion so history stays guarded;
+- `idx_*` are typed search index rows for the current, non-deleted version, one table per
+  search parameter type, written at write time from SearchParameter expressions.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Integer on SQLite so the primary key is the rowid alias and autoincrements.
+PK = BigInteger().with_variant(Integer(), "sqlite")
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Resource(Base):
+    __tablename__ = "resource"
+    __table_args__ = (
+        UniqueConstraint("resource_type", "id"),
+        Index("ix_resource_type_updated", "resource_type", "last_updated"),
+    )
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    resource_type: Mapped[str] = mapped_column(String(64))
+    id: Mapped[str] = mapped_column(String(64))
+    version_id: Mapped[int] = mapped_column(Integer)
+    last_updated: Mapped[datetime] = mapped_column(DateTime)
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    content: Mapped[str | None] = mapped_column(Text)
+
+
+class ResourceVersion(Base):
+    __tablename__ = "resource_version"
+    __table_args__ = (
+        UniqueConstraint("resource_pk", "version_id"),
+        Index("ix_resource_version_updated", "last_updated"),
+        Index("ix_resource_version_type_updated", "resource_type", "last_updated"),
+    )
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    resource_pk: Mapped[int] = mapped_column(ForeignKey("resource.pk", ondelete="CASCADE"))
+    resource_type: Mapped[str] = mapped_column(String(64))
+    id: Mapped[str] = mapped_column(String(64))
+    version_id: Mapped[int] = mapped_column(Integer)
+    last_updated: Mapped[datetime] = mapped_column(DateTime)
+    method: Mapped[str] = mapped_column(String(8))
+    content: Mapped[str | None] = mapped_column(Text)
+
+
+class Compartment(Base):
+    """Patient compartment membership (CompartmentDefinition/patient), one row per patient."""
+
+    __tablename__ = "compartment"
+    __table_args__ = (Index("ix_compartment_patient", "patient_id", "resource_pk"),)
+
+    resource_pk: Mapped[int] = mapped_column(
+        ForeignKey("resource.pk", ondelete="CASCADE"), primary_key=True
+    )
+    patient_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class ResourceLabel(Base):
+    """meta.security labels; only ever added to, so a writer cannot lower protection."""
+
+    __tablename__ = "resource_label"
+    __table_args__ = (Index("ix_resource_label_code", "code", "system", "resource_pk"),)
+
+    resource_pk: Mapped[int] = mapped_column(
+        ForeignKey("resource.pk", ondelete="CASCADE"), primary_key=True
+    )
+    system: Mapped[str] = mapped_column(String(255), primary_key=True)
+    code: Mapped[str] = mapped_column(String(128), primary_key=True)
+
+
+def _fk() -> Mapped[int]:
+    return mapped_column(ForeignKey("resource.pk", ondelete="CASCADE"), index=True)
+
+
+class IdxToken(Base):
+    __tablename__ = "idx_token"
+    __table_args__ = (Index("ix_idx_token_lookup", "param", "code", "system"),)
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    resource_pk: Mapped[int] = _fk()
+    param: Mapped[str] = mapped_column(String(128))
+    system: Mapped[str | None] = mapped_column(String(255))
+    code: Mapped[str | None] = mapped_column(String(255))
+    text: Mapped[str | None] = mapped_column(String(512))
+
+
+class IdxString(Base):
+    __tablename__ = "idx_string"
+    __table_args__ = (Index("ix_idx_string_lookup", "param", "value_norm"),)
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    resource_pk: Mapped[int] = _fk()
+    param: Mapped[str] = mapped_column(String(128))
+    value_norm: Mapped[str] = mapped_column(String(512))
+    value_exact: Mapped[str] = mapped_column(Text)
+
+
+class IdxDate(Base):
+    __tablename__ = "idx_date"
+    __table_args__ = (Index("ix_idx_date_lookup", "param", "low", "high"),)
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    resource_pk: Mapped[int] = _fk()
+    param: Mapped[str] = mapped_column(String(128))
+    low: Mapped[datetime] = mapped_column(DateTime)
+    high: Mapped[datetime] = mapped_column(DateTime)
+
+
+class IdxNumber(Base):
+    __tablename__ = "idx_number"
+    __table_args__ = (Index("ix_idx_number_lookup", "param", "value"),)
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    resource_pk: Mapped[int] = _fk()
+    param: Mapped[str] = mapped_column(String(128))
+    value: Mapped[float] = mapped_column(Float)
+
+
+class IdxQuantity(Base):
+    __tablename__ = "idx_quantity"
+    __table_args__ = (
+        Index("ix_idx_quantity_lookup", "param", "code", "value"),
+        Index("ix_idx_quantity_canonical", "param", "canonical_unit", "canonical_value"),
+    )
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    resource_pk: Mapped[int] = _fk()
+    param: Mapped[str] = mapped_column(String(128))
+    value: Mapped[float] = mapped_column(Float)
+    system: Mapped[str | None] = mapped_column(String(255))
+    code: Mapped[str | None] = mapped_column(String(128))
+    unit: Mapped[str | None] = mapped_column(String(128))
+    canonical_value: Mapped[float | None] = mapped_column(Float)
+    canonical_unit: Mapped[str | None] = mapped_column(String(128))
+
+
+class IdxReference(Base):
+    __tablename__ = "idx_reference"
+    __table_args__ = (
+        Index("ix_idx_reference_lookup", "param", "target_id", "target_type"),
+        Index("ix_idx_reference_target", "target_type", "target_id"),
+    )
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    resource_pk: Mapped[int] = _fk()
+    param: Mapped[str] = mapped_column(String(128))
+    target_type: Mapped[str | None] = mapped_column(String(64))
+    target_id: Mapped[str | None] = mapped_column(String(64))
+    url: Mapped[str | None] = mapped_column(String(1024))
+    identifier_system: Mapped[str | None] = mapped_column(String(255))
+    identifier_value: Mapped[str | None] = mapped_column(String(255))
+
+
+class IdxUri(Base):
+    __tablename__ = "idx_uri"
+    __table_args__ = (Index("ix_idx_uri_lookup", "param", "value"),)
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    resource_pk: Mapped[int] = _fk()
+    param: Mapped[str] = mapped_column(String(128))
+    value: Mapped[str] = mapped_column(String(1024))
+
+
+INDEX_TABLES = {
+    "token": IdxToken.__table__,
+    "string": IdxString.__table__,
+    "date": IdxDate.__table__,
+    "number": IdxNumber.__table__,
+    "quantity": IdxQuantity.__table__,
+    "reference": IdxReference.__table__,
+    "uri": IdxUri.__table__,
+}

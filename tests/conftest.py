@@ -1,0 +1,87 @@
+"""Test fixtures: the real app over HTTP (ASGI) on a real, freshly migrated database.
+
+Every test that takes `client` runs once per database in PGO_WORK_TEST_DATABASES
+(default "sqlite,postgres"): SQLite in a temporary file, PostgreSQL in a database created for
+the session on PGO_WORK_TEST_PG (default postgresql://postgres@127.0.0.1:5432/test) and dropped
+afterwards.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from service.config import Settings
+from service.main import create_app
+from service.store.migrate import upgrade
+
+PG_ADMIN = os.environ.get("PGO_WORK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+DATABASES = [d.strip() for d in os.environ.get("PGO_WORK_TEST_DATABASES", "sqlite,postgres").split(",")
+             if d.strip()]
+BASE = "http://testserver/fhir"
+
+
+async def _pg_admin(sql: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_ADMIN)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _pg_host_part() -> str:
+    return PG_ADMIN.split("://", 1)[1].rsplit("/", 1)[0]
+
+
+def make_database(kind: str, tmp: Path) -> tuple[str, callable]:  # type: ignore[valid-type]
+    """A fresh empty database URL and a function that removes it."""
+    if kind == "sqlite":
+        path = tmp / f"{uuid.uuid4().hex}.sqlite3"
+        return f"sqlite+aiosqlite:///{path}", lambda: path.unlink(missing_ok=True)
+    if kind == "postgres":
+        name = f"pgo_test_{uuid.uuid4().hex[:12]}"
+        asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
+
+        def drop() -> None:
+            asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+        return f"postgresql+asyncpg://{_pg_host_part()}/{name}", drop
+    raise ValueError(f"unknown test database kind {kind!r}")
+
+
+@pytest.fixture(scope="session", params=DATABASES)
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url, drop = make_database(request.param, tmp_path_factory.mktemp(request.param))
+    upgrade(url)
+    yield url
+    drop()
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str) -> Settings:
+    return Settings(database_url=database_url, base_url=BASE, default_page_size=20, max_page_size=200)
+
+
+@pytest.fixture(scope="session")
+def client(settings: Settings) -> Iterator[TestClient]:
+    app = create_app(settings)
+    with TestClient(app, base_url="http://testserver") as c:
+        c.headers.update({"Accept": "application/fhir+json"})
+        yield c
+
+
+@pytest.fixture
+def tag() -> str:
+    """A unique token per test, to scope searches to the data that test wrote."""
+    return uuid.uuid4().hex[:16]
+
+
+FHIR_JSON = {"Content-Type": "application/fhir+json"}
