@@ -156,6 +156,8 @@ class ResourceStore:
             .values(version_id=version, last_updated=now, deleted=False, content=content)
         )
         if result.rowcount != 1:
+            if if_match is not None:
+                raise FhirError(412, "conflict", f"{rtype}/{rid} is no longer at version {if_match}")
             raise FhirError(409, "conflict", f"{rtype}/{rid} was changed concurrently; retry")
         await self._write_version(pk, rtype, rid, version, now, "PUT", content)
         await self._clear_indexes(pk)
@@ -188,10 +190,15 @@ class ResourceStore:
         return StoredResource(pk, resource_type, rid, version, now, None, deleted=True)
 
     async def _locate(self, rtype: str, rid: str) -> tuple[int, int, bool] | None:
-        """pk, version and deleted flag of a resource the caller may see; None otherwise."""
+        """pk, version and deleted flag of a resource the caller may see; None otherwise.
+
+        The row is locked (PostgreSQL; SQLite writers are serialised by BEGIN IMMEDIATE) so the
+        version we compare with If-Match is still current when we write: a concurrent writer
+        waits for our commit and then sees our version, instead of failing halfway.
+        """
         r = RES.alias("r")
         stmt = select(r.c.pk, r.c.version_id, r.c.deleted).where(
-            r.c.resource_type == rtype, r.c.id == rid)
+            r.c.resource_type == rtype, r.c.id == rid).with_for_update(of=r)
         row = (await self.conn.execute(self._guard(stmt, r.c.pk, r.c.resource_type))).first()
         if row is None:
             hidden = (await self.conn.execute(select(RES.c.pk).where(
