@@ -1,4 +1,5 @@
-"""Alembic environment: the one metadata of `service.store.tables`, the URL from settings.
+"""Alembic environment: the one metadata of `service.store.tables` (with the auth tables of
+`service.access.models` on the same Base), the URL from settings.
 
 Runs on the async engine the application uses, so migrations and the app always speak to
 the same database through the same driver.
@@ -12,6 +13,7 @@ from typing import Any
 from alembic import context
 from sqlalchemy.engine import Connection
 
+from service.access import models as _access_models  # noqa: F401 - registers the auth tables
 from service.config import get_settings
 from service.store.database import create_engine
 from service.store.tables import Base

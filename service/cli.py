@@ -1,12 +1,20 @@
-"""The `pgo-work` command: serve, migrate, seed-demo."""
+"""The `pgo-work` command: serve, migrate, seed-demo, and identity administration (dev-token,
+add-account, add-client, rotate-key, list-keys, retire-key)."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
+import json
 import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
 
 from .config import get_settings
+
+T = TypeVar("T")
 
 
 def _migrate() -> None:
@@ -28,14 +36,178 @@ def cmd_seed_demo(_: argparse.Namespace) -> int:
     _migrate()
 
     async def run() -> dict[str, int]:
+        from .conformance.publish import publish
+
         rt = build_runtime(get_settings())
         try:
+            await publish(rt)  # the Questionnaires and profiles demo data refers to
             return await seed(rt)
         finally:
             await rt.close()
 
     counts = asyncio.run(run())
     print("demo data: " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+    if not get_settings().oidc_issuer:
+        from .access.demo import DEMO_PASSWORD, seed_identities
+
+        created = _with_engine(seed_identities)
+        for line in created:
+            print(f"demo identity: {line}")
+        print(f"demo accounts log in with the password {DEMO_PASSWORD!r}")
+    return 0
+
+
+def _with_engine(fn: Callable[[Any], Awaitable[T]]) -> T:
+    """Run `fn(engine)` on the configured database (migrated first)."""
+    from .store.database import create_engine
+
+    _migrate()
+
+    async def run() -> T:
+        engine = create_engine(get_settings().resolved_database_url())
+        try:
+            return await fn(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def _refuse_external(command: str) -> int | None:
+    issuer = get_settings().oidc_issuer
+    if issuer:
+        print(f"pgo-work {command}: PGO_WORK_OIDC_ISSUER is set ({issuer}); this server only accepts "
+              "tokens from that issuer, so the built-in issuer's tokens, accounts and clients "
+              "would not work. Unset it to use the built-in authorization server.", file=sys.stderr)
+        return 2
+    return None
+
+
+def cmd_dev_token(args: argparse.Namespace) -> int:
+    refused = _refuse_external("dev-token")
+    if refused is not None:
+        return refused
+    from .access.issuer import mint_dev_token
+    from .access.principal import FHIR_USER_RE, known_roles
+    from .access.scopes import parse_scopes
+
+    if args.fhir_user and not FHIR_USER_RE.match(args.fhir_user):
+        print("pgo-work dev-token: --fhir-user must look like Practitioner/123", file=sys.stderr)
+        return 2
+    if args.role and args.role not in known_roles():
+        print(f"pgo-work dev-token: --role must be one of {', '.join(known_roles())}", file=sys.stderr)
+        return 2
+    scopes = parse_scopes(args.scope)
+    if scopes.unknown or not scopes.resources:
+        print(f"pgo-work dev-token: not SMART resource scopes: {' '.join(scopes.unknown) or args.scope}",
+              file=sys.stderr)
+        return 2
+    _migrate()
+    token = asyncio.run(mint_dev_token(get_settings(), scope=args.scope, fhir_user=args.fhir_user,
+                                       patient=args.patient, role=args.role, minutes=args.minutes))
+    print(token)
+    return 0
+
+
+def cmd_add_account(args: argparse.Namespace) -> int:
+    refused = _refuse_external("add-account")
+    if refused is not None:
+        return refused
+    from .access.accounts import RegistrationError, add_account
+    from .access.db import transaction
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password for {args.username}: ")
+
+    async def create(engine: Any) -> str:
+        async with transaction(engine, write=True) as conn:
+            return (await add_account(conn, args.username, password, args.fhir_user, args.role)).subject
+
+    try:
+        subject = _with_engine(create)
+    except RegistrationError as exc:
+        print(f"pgo-work add-account: {exc}", file=sys.stderr)
+        return 2
+    print(f"account {args.username} created (sub {subject})")
+    return 0
+
+
+def cmd_add_client(args: argparse.Namespace) -> int:
+    refused = _refuse_external("add-client")
+    if refused is not None:
+        return refused
+    from .access.accounts import RegistrationError, add_client
+    from .access.db import transaction
+
+    try:
+        jwks = json.loads(Path(args.jwks).read_text()) if args.jwks else None
+    except (OSError, ValueError) as exc:
+        print(f"pgo-work add-client: cannot read the JWKS: {exc}", file=sys.stderr)
+        return 2
+
+    async def create(engine: Any) -> None:
+        async with transaction(engine, write=True) as conn:
+            await add_client(conn, args.client_id, name=args.name or "", kind=args.kind,
+                             redirect_uris=args.redirect_uri, jwks=jwks, scope=args.scope,
+                             role=args.role, fhir_user=args.fhir_user)
+
+    try:
+        _with_engine(create)
+    except RegistrationError as exc:
+        print(f"pgo-work add-client: {exc}", file=sys.stderr)
+        return 2
+    print(f"client {args.client_id} registered ({args.kind})")
+    return 0
+
+
+def cmd_rotate_key(args: argparse.Namespace) -> int:
+    refused = _refuse_external("rotate-key")
+    if refused is not None:
+        return refused
+    from .access.db import transaction
+    from .access.keys import add_key
+
+    async def rotate(engine: Any) -> str:
+        async with transaction(engine, write=True) as conn:
+            return await add_key(conn, args.alg)
+
+    kid = _with_engine(rotate)
+    print(f"signing key {kid} ({args.alg}) added; it signs from now on. Retire the previous key "
+          "once the tokens it signed have expired: pgo-work retire-key KID")
+    return 0
+
+
+def cmd_list_keys(_: argparse.Namespace) -> int:
+    from .access.db import transaction
+    from .access.keys import list_keys
+
+    async def listing(engine: Any) -> list[dict[str, Any]]:
+        async with transaction(engine) as conn:
+            return await list_keys(conn)
+
+    for key in _with_engine(listing):
+        state = f"retired {key['retired_at']:%Y-%m-%d %H:%M}" if key["retired_at"] else "active"
+        print(f"{key['kid']}  {key['alg']}  created {key['created_at']:%Y-%m-%d %H:%M}  {state}")
+    return 0
+
+
+def cmd_retire_key(args: argparse.Namespace) -> int:
+    refused = _refuse_external("retire-key")
+    if refused is not None:
+        return refused
+    from .access.db import transaction
+    from .access.keys import retire_key
+
+    async def retire(engine: Any) -> bool:
+        async with transaction(engine, write=True) as conn:
+            return await retire_key(conn, args.kid)
+
+    if not _with_engine(retire):
+        print(f"pgo-work retire-key: no active key {args.kid}", file=sys.stderr)
+        return 2
+    print(f"signing key {args.kid} retired; tokens it signed are no longer accepted")
     return 0
 
 
@@ -64,8 +236,47 @@ def main(argv: list[str] | None = None) -> int:
         fn=cmd_migrate)
     sub.add_parser("seed-demo", help="load the synthetic demo data (idempotent)").set_defaults(
         fn=cmd_seed_demo)
+    _identity_commands(sub)
     args = parser.parse_args(argv)
     return int(args.fn(args))
+
+
+def _identity_commands(sub: Any) -> None:
+    dev = sub.add_parser("dev-token", help="print an access token signed by the built-in issuer")
+    dev.add_argument("--fhir-user", help="the user's own resource, e.g. Practitioner/123")
+    dev.add_argument("--scope", required=True, help='SMART scopes, e.g. "user/*.rs"')
+    dev.add_argument("--patient", help="launch context: the Patient id the token is bound to")
+    dev.add_argument("--role", help="role claim, e.g. occupational-physician")
+    dev.add_argument("--minutes", type=int, default=60, help="lifetime (default 60)")
+    dev.set_defaults(fn=cmd_dev_token)
+
+    acc = sub.add_parser("add-account", help="create a login account at the built-in server")
+    acc.add_argument("username")
+    acc.add_argument("--fhir-user", required=True, help="Patient/..., Practitioner/..., ...")
+    acc.add_argument("--role", required=True, help="patient, occupational-physician, ...")
+    acc.add_argument("--password-stdin", action="store_true",
+                     help="read the password from standard input instead of prompting")
+    acc.set_defaults(fn=cmd_add_account)
+
+    cli = sub.add_parser("add-client", help="register an application at the built-in server")
+    cli.add_argument("client_id")
+    cli.add_argument("--kind", choices=["public", "backend"], default="public",
+                     help="public: PGO/SMART app with PKCE; backend: private_key_jwt")
+    cli.add_argument("--name")
+    cli.add_argument("--redirect-uri", action="append", default=[], help="repeatable")
+    cli.add_argument("--jwks", help="file with the client's public JWKS (backend clients)")
+    cli.add_argument("--scope", default="", help="the most this client may be granted")
+    cli.add_argument("--role", help="role claim of its client_credentials tokens")
+    cli.add_argument("--fhir-user", help="fhirUser claim of its client_credentials tokens")
+    cli.set_defaults(fn=cmd_add_client)
+
+    rot = sub.add_parser("rotate-key", help="add a new signing key (it signs from now on)")
+    rot.add_argument("--alg", choices=["RS256", "ES256"], default="RS256")
+    rot.set_defaults(fn=cmd_rotate_key)
+    sub.add_parser("list-keys", help="the built-in issuer's signing keys").set_defaults(fn=cmd_list_keys)
+    ret = sub.add_parser("retire-key", help="stop accepting tokens signed with a key")
+    ret.add_argument("kid")
+    ret.set_defaults(fn=cmd_retire_key)
 
 
 if __name__ == "__main__":

@@ -33,12 +33,45 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     sql_echo: bool = False
 
+    # -- identity and tokens ----------------------------------------------------------------
+    oidc_issuer: str = ""
+    """An external OpenID Connect issuer whose tokens are accepted; empty means the built-in
+    authorization server issues and verifies tokens with its own keys (kept in the database)."""
+    token_audience: str = ""
+    """The `aud` every access token must carry; empty means `base_url`."""
+    token_clock_skew_seconds: int = 60
+    """Leeway for exp, nbf and iat, so small clock differences between hosts do not reject tokens."""
+    jwks_cache_seconds: int = 3600
+    """How long an external issuer's discovery document and JWKS are reused."""
+    jwks_refetch_seconds: int = 30
+    """At most one JWKS refetch per this many seconds when a token names an unknown key."""
+    oidc_http_timeout_seconds: float = 5.0
+    auth_issuer: str = ""
+    """The built-in issuer's identifier (`iss`); empty means `base_url` without its `/fhir`."""
+    access_token_minutes: int = 15
+    refresh_token_days: int = 182
+    """MedMij: a long-lasting authorisation is carried by refresh tokens valid for half a year."""
+    auth_code_seconds: int = 120
+    client_assertion_max_seconds: int = 300
+    """SMART Backend Services: a client assertion may live at most five minutes."""
+
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to an SQLite file so `pgo-work serve` needs no set-up."""
         if self.database_url:
             return self.database_url
         self.data_dir.mkdir(parents=True, exist_ok=True)
         return f"sqlite+aiosqlite:///{self.data_dir / 'pgo-work.sqlite3'}"
+
+    def resolved_audience(self) -> str:
+        """The audience access tokens must name: the FHIR base URL unless configured."""
+        return (self.token_audience or self.base_url).rstrip("/")
+
+    def resolved_issuer(self) -> str:
+        """The built-in issuer: the public root the `/auth` and `/.well-known` endpoints live under."""
+        if self.auth_issuer:
+            return self.auth_issuer.rstrip("/")
+        base = self.base_url.rstrip("/")
+        return base[: -len("/fhir")] if base.endswith("/fhir") else base
 
 
 @lru_cache

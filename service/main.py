@@ -9,7 +9,10 @@ from fastapi import FastAPI
 
 from . import __version__
 from .config import Settings, get_settings
+from .conformance.publish import publish_at_startup
 from .rest import errors
+from .rest.auth_routes import router as auth_router
+from .rest.operation_routes import router as operation_router
 from .rest.routes import router
 from .runtime import Runtime, build_runtime
 
@@ -21,6 +24,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         rt = runtime or build_runtime(settings)
         app.state.runtime = rt
+        await publish_at_startup(rt)  # serve the profiles/ package through the API
         try:
             yield
         finally:
@@ -34,5 +38,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         lifespan=lifespan,
     )
     errors.install(app)
+    app.include_router(auth_router)  # first: /fhir/.well-known/... is not a resource type
+    app.include_router(operation_router)  # before the resource routes: `$op` is never an id
     app.include_router(router)
     return app

@@ -7,23 +7,29 @@ database.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from .config import Settings
+from .conformance.engine import Conformance, StoredQuestionnaireCheck, build_conformance
 from .conformance.package import ConformancePackage, load_package
 from .conformance.structure import validate_structure
+from .fhir.outcome import FhirError
 from .store.access import AccessPolicy
 from .store.database import WRITE_OPTION, create_engine
 from .store.repository import ResourceStore, StoreConfig
 from .store.search.parser import SearchParser
 from .store.searchparams import SearchParamRegistry
 
+if TYPE_CHECKING:
+    from .operations.registry import OperationRegistry
+
 WriteCheck = Callable[[dict[str, Any]], dict[str, Any]]
+StoreCheck = Callable[[ResourceStore, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 def _structure_only(resource: dict[str, Any]) -> dict[str, Any]:
@@ -39,8 +45,13 @@ class Runtime:
     registry: SearchParamRegistry
     parser: SearchParser
     store_config: StoreConfig
+    operations: OperationRegistry
     write_checks: list[WriteCheck] = field(default_factory=lambda: [_structure_only])
     """Run in order on every resource before it is written (validation, security labels)."""
+    store_checks: list[StoreCheck] = field(default_factory=list)
+    """Write checks that must read the store (a response to a stored Questionnaire)."""
+    conformance: Conformance | None = None
+    """Profiles, terminology, questionnaires and labels compiled from `profiles/`."""
 
     @property
     def base_url(self) -> str:
@@ -51,14 +62,41 @@ class Runtime:
             resource = check(resource)
         return resource
 
+    async def check_write_in(self, store: ResourceStore, resource: dict[str, Any]) -> dict[str, Any]:
+        """`check_write`, then the checks that need the request's store."""
+        resource = self.check_write(resource)
+        for check in self.store_checks:
+            resource = await check(store, resource)
+        return resource
+
     @asynccontextmanager
     async def store(self, access: AccessPolicy, write: bool = False) -> AsyncIterator[ResourceStore]:
-        """One connection and one transaction: committed on success, rolled back on any error."""
+        """One connection and one transaction: committed on success, rolled back on any error.
+
+        The access policy completes the request inside the transaction (its audit record
+        commits with the data, or neither does); a failed request is completed in a
+        transaction of its own after the rollback, so refusals are on record too.
+        """
+        failure: FhirError | None = None
         async with self.engine.connect() as conn:
-            if write:
+            if write or access.audited:
                 conn = await conn.execution_options(**{WRITE_OPTION: True})
-            async with conn.begin():
-                yield ResourceStore(conn, self.store_config, access)
+            try:
+                async with conn.begin():
+                    store = ResourceStore(conn, self.store_config, access)
+                    yield store
+                    await access.complete(store, 200)
+            except FhirError as exc:
+                failure = exc
+                raise
+            except Exception as exc:
+                failure = FhirError(500, "exception", type(exc).__name__)
+                raise
+            finally:
+                if failure is not None and access.audited:
+                    async with conn.begin():
+                        await access.complete(ResourceStore(conn, self.store_config, access),
+                                              failure.status, failure.issues[0].diagnostics)
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -69,12 +107,21 @@ def build_runtime(settings: Settings) -> Runtime:
     registry = SearchParamRegistry(package.of_type("SearchParameter"), package.patient_compartment)
     engine = create_engine(settings.resolved_database_url(), settings.db_pool_size,
                            settings.sql_echo)
+    from .operations.registry import default_registry
+
     base = settings.base_url.rstrip("/")
+    conformance = build_conformance(package, settings.profiles_dir)
+    parser = SearchParser(registry, settings.default_page_size, settings.max_page_size)
     return Runtime(
         settings=settings,
         engine=engine,
         package=package,
         registry=registry,
-        parser=SearchParser(registry, settings.default_page_size, settings.max_page_size),
+        parser=parser,
         store_config=StoreConfig(registry, base, settings.max_include_results),
+        operations=default_registry(),
+        write_checks=[_structure_only, conformance.check_profiles, conformance.check_response,
+                      conformance.apply_labels],
+        store_checks=[StoredQuestionnaireCheck(conformance, parser)],
+        conformance=conformance,
     )

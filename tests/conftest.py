@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from service.access.issuer import mint_dev_token
 from service.config import Settings
 from service.main import create_app
 from service.store.migrate import upgrade
@@ -70,11 +71,24 @@ def settings(database_url: str) -> Settings:
     return Settings(database_url=database_url, base_url=BASE, default_page_size=20, max_page_size=200)
 
 
+def system_token(settings: Settings, minutes: int = 24 * 60) -> str:
+    """A `system/*.cruds` access token from the built-in issuer, minted through the same code
+    path as `pgo-work dev-token`, with the database key of `settings`' database: the server
+    accepts it exactly as it would in production; there is no test-only way in."""
+    return asyncio.run(mint_dev_token(settings, scope="system/*.cruds", role="service",
+                                      minutes=minutes, client_id="pgo-work-tests"))
+
+
+def bearer(settings: Settings) -> dict[str, str]:
+    """Authorization header with a system token for an app running with `settings`."""
+    return {"Authorization": f"Bearer {system_token(settings)}"}
+
+
 @pytest.fixture(scope="session")
 def client(settings: Settings) -> Iterator[TestClient]:
     app = create_app(settings)
     with TestClient(app, base_url="http://testserver") as c:
-        c.headers.update({"Accept": "application/fhir+json"})
+        c.headers.update({"Accept": "application/fhir+json", **bearer(settings)})
         yield c
 
 

@@ -1,8 +1,8 @@
-"""The per-request access policy, as a named FastAPI dependency.
+"""The per-request principal and access policy, as named FastAPI dependencies.
 
-Until identity and consent land (the access issue), every request is served with
-unrestricted access; the REST layer already asks for the policy per request, so tightening
-it changes this module and nothing else.
+Every FHIR route asks for `AccessDep`; the policy it gets is the AND of everything that applies
+to the caller (`build_policy`). A request without a valid bearer token never reaches the store:
+it gets 401 with an OperationOutcome and a `WWW-Authenticate` challenge (RFC 6750 3).
 """
 
 from __future__ import annotations
@@ -10,12 +10,87 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from ..store.access import AccessPolicy, SystemAccess
+from ..fhir import dates
+from ..fhir.outcome import FhirError
+from ..runtime import Runtime
+from ..store.access import AccessPolicy
+from .audit import AuditTrail
+from .consent import ConsentPolicy
+from .jose import TokenError
+from .oidc import IssuerUnavailable
+from .policy import Policies, RecordRules, ScopePolicy
+from .principal import Principal
+from .resolve import load_consents, resolve_caller
+from .verifier import TokenVerifier
+
+REALM = "pgo-work"
+bearer = HTTPBearer(auto_error=False, scheme_name="smartBearer",
+                    description="An access token from the built-in authorization server "
+                                "(/auth/token) or the configured OpenID Connect issuer")
 
 
-async def get_access(request: Request) -> AccessPolicy:
-    return SystemAccess()
+def _challenge(error: str | None = None, description: str | None = None) -> str:
+    parts = [f'Bearer realm="{REALM}"']
+    if error:
+        parts.append(f'error="{error}"')
+    if description:
+        parts.append('error_description="{}"'.format(description.replace('"', "'")))
+    return ", ".join(parts)
+
+
+def unauthorized(description: str, error: str | None = "invalid_token") -> FhirError:
+    return FhirError(401, "login", description,
+                     headers={"WWW-Authenticate": _challenge(error, description if error else None)})
+
+
+async def get_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    """The verified caller; 401 when the token is missing or not acceptable."""
+    if credentials is None or not credentials.credentials:
+        # RFC 6750 3.1: no error code when the request carried no credentials at all.
+        raise unauthorized("This request needs a bearer token (Authorization: Bearer ...)", None)
+    rt: Runtime = request.app.state.runtime
+    try:
+        principal = await TokenVerifier(rt.settings, rt.engine).verify(credentials.credentials)
+    except TokenError as exc:
+        raise unauthorized(str(exc)) from exc
+    except IssuerUnavailable as exc:
+        raise FhirError(503, "transient", f"The token issuer cannot be reached: {exc}") from exc
+    request.state.principal = principal  # for whatever records the request afterwards (audit)
+    return principal
+
+
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+UNRESTRICTED_ROLES = frozenset({"service"})
+"""The operator's own maintenance clients (registered with `pgo-work add-client --role
+service`): bound by their scopes only. Everyone else who is not the patient needs consent."""
+
+
+async def build_policy(principal: Principal, rt: Runtime, client_address: str | None = None) -> AccessPolicy:
+    """Everything that limits this caller, ANDed: effective access is scope AND consent AND
+    policy; and the audit trail that records what the request touched."""
+    policies: list[AccessPolicy] = [ScopePolicy(principal, rt.registry), RecordRules(principal)]
+    trail = AuditTrail(principal, client_address=client_address)
+    if not principal.is_patient and principal.role not in UNRESTRICTED_ROLES:
+        async with rt.engine.connect() as conn:
+            caller = await resolve_caller(conn, principal)
+            consents = await load_consents(conn, caller, dates.utcnow())
+        consent = ConsentPolicy(caller, consents)
+        trail.consent_lookup = consent.consent_ids
+        policies.append(consent)
+    return Policies(all_of=policies, trail=trail)
+
+
+async def get_access(request: Request, principal: PrincipalDep) -> AccessPolicy:
+    rt: Runtime = request.app.state.runtime
+    address = request.client.host if request.client else None
+    return await build_policy(principal, rt, address)
 
 
 AccessDep = Annotated[AccessPolicy, Depends(get_access)]

@@ -58,7 +58,8 @@ def validate_structure(resource: dict[str, Any]) -> None:
     except ValidationError as exc:
         issues = [_issue(rtype, err) for err in exc.errors()[:50]]
         raise FhirError(422, "structure", issues[0].diagnostics, issues=issues) from exc
-    except (ValueError, TypeError) as exc:
+    except (ValueError, TypeError, KeyError) as exc:
+        # KeyError: fhir_core's lookup of an unknown type, e.g. in `contained`.
         raise FhirError(422, "structure", f"{rtype} is not valid: {exc}", rtype) from exc
 
 

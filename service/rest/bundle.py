@@ -1,17 +1,21 @@
 """Transaction and batch Bundles (R4 3.1.0.11).
 
 A transaction runs in one database transaction: every entry succeeds or nothing is written.
-Before any write, `urn:uuid:` full URLs get their server ids and conditional references
-(`Patient?identifier=...`) are resolved, then every reference in every entry is rewritten.
-Entries run in the order the specification prescribes: DELETE, POST, PUT/PATCH, GET.
+Entries run in the order the specification prescribes: DELETE, POST, PUT/PATCH, GET. After the
+deletes and before any other write, `urn:uuid:` full URLs get their server ids and conditional
+references (`Patient?identifier=...`) are resolved, then every reference in every entry is
+rewritten. PATCH entries carry a JSON Patch as a Binary.
 A batch runs each entry in its own transaction and reports each outcome separately.
 """
 
 from __future__ import annotations
 
+import base64
 import uuid
 from typing import Any
 from urllib.parse import parse_qsl
+
+import orjson
 
 from ..fhir import dates
 from ..fhir.outcome import FhirError, bad_request, operation_outcome
@@ -43,7 +47,7 @@ def _entries(bundle: dict[str, Any], limit: int) -> list[dict[str, Any]]:
     return entries
 
 
-def _request(rt: Runtime, entry: dict[str, Any], prefer: str | None) -> FhirRequest:
+def _request(rt: Runtime, entry: dict[str, Any], prefer: str | None, index: int) -> FhirRequest:
     r = entry["request"]
     req = parse_url(r["method"], r["url"], rt.base_url)
     headers = {"if-match": r.get("ifMatch"), "if-none-match": r.get("ifNoneMatch"),
@@ -51,7 +55,24 @@ def _request(rt: Runtime, entry: dict[str, Any], prefer: str | None) -> FhirRequ
                "prefer": prefer}
     req.headers = {k: v for k, v in headers.items() if v}
     req.body = entry.get("resource")
+    if req.method == "PATCH":
+        req.body = _json_patch(req.body, index)
     return req
+
+
+def _json_patch(resource: Any, index: int) -> Any:
+    """The operations of a PATCH entry, which carries a JSON Patch as a Binary (R4 3.1.0.11)."""
+    where = f"Bundle.entry[{index}].resource"
+    if not isinstance(resource, dict) or resource.get("resourceType") != "Binary":
+        raise bad_request("A PATCH entry carries its JSON Patch as a Binary resource", where)
+    if resource.get("contentType") != "application/json-patch+json":
+        raise FhirError(415, "not-supported",
+                        "Only JSON Patch (application/json-patch+json) is supported",
+                        f"{where}.contentType")
+    try:
+        return orjson.loads(base64.b64decode(resource.get("data") or "", validate=True))
+    except (ValueError, orjson.JSONDecodeError) as exc:
+        raise bad_request(f"Binary.data is not base64-encoded JSON: {exc}", f"{where}.data") from exc
 
 
 def _response_entry(rt: Runtime, resp: FhirResponse) -> dict[str, Any]:
@@ -74,6 +95,24 @@ def _response_entry(rt: Runtime, resp: FhirResponse) -> dict[str, Any]:
             if payload.get("id") and payload.get("resourceType") not in ("Bundle",):
                 entry["fullUrl"] = f"{rt.base_url}/{payload['resourceType']}/{payload['id']}"
     return entry
+
+
+def _blame(exc: FhirError, i: int) -> FhirError:
+    """`exc` with every issue located in entry `i` of the Bundle."""
+    for issue in exc.issues:
+        located = []
+        for e in issue.expression:
+            if e.startswith("Bundle."):
+                located.append(e)
+            elif e.startswith("request."):
+                located.append(f"Bundle.entry[{i}].{e}")
+            else:
+                located.append(f"Bundle.entry[{i}]" + (f".resource.{e.split('.', 1)[1]}"
+                                                        if "." in e else ""))
+        issue.expression = located or [f"Bundle.entry[{i}]"]
+        if not issue.diagnostics.startswith("Bundle.entry["):
+            issue.diagnostics = f"Bundle.entry[{i}]: {issue.diagnostics}"
+    return exc
 
 
 def _rewrite(node: Any, mapping: dict[str, str]) -> Any:
@@ -116,6 +155,7 @@ class BundleProcessor:
             raise bad_request("Bundle.type must be transaction or batch", "Bundle.type")
         entries = _entries(bundle, self.rt.settings.max_bundle_entries)
         if kind == "transaction":
+            access.start("transaction")
             async with self.rt.store(access, write=True) as store:
                 responses = await self._transaction(store, entries, prefer)
         else:
@@ -129,8 +169,14 @@ class BundleProcessor:
 
     async def _transaction(self, store: ResourceStore, entries: list[dict[str, Any]],
                            prefer: str | None) -> list[dict[str, Any]]:
-        requests = [_request(self.rt, e, prefer) for e in entries]
-        mapping = await self._identities(store, entries, requests)
+        requests = [_request(self.rt, e, prefer, i) for i, e in enumerate(entries)]
+        responses: list[dict[str, Any] | None] = [None] * len(entries)
+        order = sorted(range(len(entries)), key=lambda i: ORDER[requests[i].method])
+        # Deletes run first (R4 3.1.0.11.2), and before identities are resolved: a conditional
+        # create or reference must see the state the creates will actually run against.
+        for i in (i for i in order if requests[i].method == "DELETE"):
+            responses[i] = _response_entry(self.rt, await self._entry(store, i, requests[i]))
+        mapping, targets = await self._identities(store, entries, requests)
         for i, req in enumerate(requests):
             if req.body is not None:
                 req.body = _rewrite(req.body, mapping)
@@ -138,68 +184,130 @@ class BundleProcessor:
                 if unresolved:
                     raise bad_request(f"Reference '{unresolved[0]}' matches no entry's fullUrl",
                                       f"Bundle.entry[{i}].resource")
-        responses: list[dict[str, Any] | None] = [None] * len(entries)
-        order = sorted(range(len(entries)), key=lambda i: ORDER[requests[i].method])
-        for i in order:
-            try:
-                resp = await dispatch(self.ix, store, requests[i])
-            except FhirError as exc:
-                for issue in exc.issues:
-                    issue.expression = [f"Bundle.entry[{i}]" + (f".resource.{e.split('.', 1)[1]}"
-                                        if "." in e else "") for e in issue.expression] \
-                        or [f"Bundle.entry[{i}]"]
-                    issue.diagnostics = f"Bundle.entry[{i}]: {issue.diagnostics}"
-                raise
+        for i in (i for i in order if requests[i].method != "DELETE"):
+            resp = await self._entry(store, i, requests[i])
+            if i in targets and self._located_id(resp) != targets[i]:
+                # ifNoneExist now matches a resource an earlier entry created: the references
+                # rewritten to this entry's planned id would dangle.
+                raise FhirError(409, "conflict",
+                                f"Bundle.entry[{i}]: ifNoneExist matches a resource created by "
+                                "another entry of this transaction",
+                                f"Bundle.entry[{i}].request.ifNoneExist")
             responses[i] = _response_entry(self.rt, resp)
         return [r for r in responses if r is not None]
 
+    async def _entry(self, store: ResourceStore, i: int, req: FhirRequest) -> FhirResponse:
+        """Run entry `i`; a failure names the entry in its diagnostics and expressions."""
+        try:
+            return await dispatch(self.ix, store, req)
+        except FhirError as exc:
+            raise _blame(exc, i) from None
+
+    def _located_id(self, resp: FhirResponse) -> str | None:
+        location = resp.headers.get("Location", "").removeprefix(self.rt.base_url + "/")
+        parts = location.split("/")
+        return parts[1] if len(parts) > 1 else None
+
     async def _identities(self, store: ResourceStore, entries: list[dict[str, Any]],
-                          requests: list[FhirRequest]) -> dict[str, str]:
-        """Map every fullUrl and conditional reference to the `Type/id` it stands for."""
+                          requests: list[FhirRequest]) -> tuple[dict[str, str], dict[int, str]]:
+        """Map every fullUrl and conditional reference to the `Type/id` it stands for.
+
+        Also returns, per creating or updating entry, the id its references were rewritten to,
+        so the transaction can check that the write really lands there. Two entries that
+        would change the same resource fail the transaction (R4 3.1.0.11.2).
+        """
         mapping: dict[str, str] = {}
+        targets: dict[int, str] = {}
+        touched: dict[str, int] = {}
+        planned: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
         for i, (entry, req) in enumerate(zip(entries, requests, strict=True)):
-            full_url = entry.get("fullUrl")
-            if req.method == "POST" and req.resource_type:
-                target_id = None
-                condition = req.header("if-none-exist")
-                if condition:
-                    query = parse_qsl(condition.split("?", 1)[-1], keep_blank_values=True)
-                    found = await store.count_matches(self.ix.criteria(req.resource_type, query))
-                    if len(found) > 1:
-                        raise FhirError(412, "multiple-matches",
-                                        f"ifNoneExist matches more than one resource",
-                                        f"Bundle.entry[{i}].request.ifNoneExist")
-                    if found:
-                        target_id = found[0].id
-                if target_id is None:
-                    req.id = str(uuid.uuid4())
-                    target_id = req.id
-                if full_url:
-                    mapping[full_url] = f"{req.resource_type}/{target_id}"
-            elif req.method == "PUT" and req.resource_type and req.id and full_url:
-                mapping[full_url] = f"{req.resource_type}/{req.id}"
+            try:
+                target = await self._target(store, req, planned)
+            except FhirError as exc:
+                raise _blame(exc, i) from None
+            if target is None or not req.resource_type:
+                continue
+            ref = f"{req.resource_type}/{target}"
+            if ref in touched:
+                raise bad_request(f"Bundle.entry[{touched[ref]}] and Bundle.entry[{i}] both change "
+                                  f"{ref}; a transaction changes a resource at most once",
+                                  f"Bundle.entry[{i}].request")
+            touched[ref] = i
+            if req.method in ("POST", "PUT"):
+                targets[i] = target
+                if entry.get("fullUrl"):
+                    mapping[entry["fullUrl"]] = ref
         for i, req in enumerate(requests):
             if req.body is None:
                 continue
             for ref in _references(req.body, set()):
                 if "?" in ref and ref not in mapping and not ref.startswith(("urn:", "http")):
-                    rtype, _, query = ref.partition("?")
-                    found = await store.count_matches(
-                        self.ix.criteria(rtype, parse_qsl(query, keep_blank_values=True)))
+                    rtype, _, criteria = ref.partition("?")
+                    try:
+                        found = await store.count_matches(
+                            self.ix.criteria(rtype, parse_qsl(criteria, keep_blank_values=True)))
+                    except FhirError as exc:
+                        raise _blame(exc, i) from None
                     if len(found) != 1:
                         raise FhirError(412 if found else 400,
                                         "multiple-matches" if found else "not-found",
                                         f"Conditional reference '{ref}' matches {len(found)} resources",
                                         f"Bundle.entry[{i}].resource")
                     mapping[ref] = found[0].ref
-        return mapping
+        return mapping, targets
+
+    async def _target(self, store: ResourceStore, req: FhirRequest,
+                      planned: dict[tuple[str, tuple[tuple[str, str], ...]], str]) -> str | None:
+        """The id a DELETE/POST/PUT/PATCH entry will write, fixing it now for creates.
+
+        `planned` remembers conditional creates already given an id: a second entry with the
+        same condition stands for the same resource (and so overlaps the first).
+        """
+        rtype = req.resource_type
+        if rtype is None or req.method in ("GET", "HEAD"):
+            return None
+        if req.method == "POST":
+            condition = req.header("if-none-exist")
+            key = None
+            if condition:
+                query = parse_qsl(condition.split("?", 1)[-1], keep_blank_values=True)
+                key = (rtype, tuple(sorted(query)))
+                found = await store.count_matches(self.ix.criteria(rtype, query))
+                if len(found) > 1:
+                    raise FhirError(412, "multiple-matches",
+                                    "ifNoneExist matches more than one resource",
+                                    "request.ifNoneExist")
+                if found:
+                    return found[0].id
+                if key in planned:
+                    return planned[key]
+            req.new_id = str(uuid.uuid4())
+            if key is not None:
+                planned[key] = req.new_id
+            return req.new_id
+        if req.id:
+            return req.id
+        if req.method != "PUT":
+            return None  # a conditional delete has run already; a PATCH needs an id anyway
+        found = await store.count_matches(self.ix.criteria(rtype, req.query))
+        if len(found) > 1:
+            raise FhirError(412, "multiple-matches", "The criteria match more than one resource",
+                            "request.url")
+        if found:
+            return found[0].id
+        if not isinstance(req.body, dict):
+            return None  # the update itself rejects the body
+        if not req.body.get("id"):
+            req.body = {**req.body, "id": str(uuid.uuid4())}
+        return str(req.body["id"])
 
     async def _batch(self, entries: list[dict[str, Any]], access: AccessPolicy,
                      prefer: str | None) -> list[dict[str, Any]]:
         out = []
+        access.start("batch")
         for i, entry in enumerate(entries):
             try:
-                req = _request(self.rt, entry, prefer)
+                req = _request(self.rt, entry, prefer, i)
                 write = req.method not in ("GET", "HEAD")
                 async with self.rt.store(access, write=write) as store:
                     resp = await dispatch(self.ix, store, req)

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import __version__
+from ..access.discovery import capability_security
 from ..fhir import dates
 from ..runtime import Runtime
 
@@ -52,6 +53,7 @@ def build(rt: Runtime) -> dict[str, Any]:
         "patchFormat": ["application/json-patch+json"],
         "rest": [{
             "mode": "server",
+            "security": capability_security(rt.settings),
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"},
                             {"code": "history-system"}, {"code": "search-system"}],

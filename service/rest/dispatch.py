@@ -56,7 +56,7 @@ async def dispatch(ix: Interactions, store: ResourceStore, req: FhirRequest) -> 
         return await ix.search(store, req)
     if history or req.version:
         raise bad_request(f"{m} is not allowed on a history URL")
-    if m == "POST" and req.resource_type:
+    if m == "POST" and req.resource_type and not req.id:
         return await ix.create(store, req)
     if m == "PUT" and req.resource_type:
         return await (ix.update(store, req) if req.id else ix.conditional_update(store, req))

@@ -10,7 +10,6 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import jsonpatch
-import orjson
 
 from ..fhir import dates
 from ..fhir.outcome import FhirError, bad_request
@@ -53,7 +52,7 @@ class Interactions:
                 headers=headers)
         return FhirResponse(status, raw=stored.content, headers=headers)
 
-    def body(self, req: FhirRequest, resource_type: str) -> dict[str, Any]:
+    async def body(self, store: ResourceStore, req: FhirRequest, resource_type: str) -> dict[str, Any]:
         body = req.body
         if not isinstance(body, dict):
             raise bad_request("The request body must be a FHIR resource (a JSON object)")
@@ -61,7 +60,7 @@ class Interactions:
             raise bad_request(
                 f"resourceType '{body.get('resourceType')}' does not match the URL ({resource_type})",
                 "resourceType")
-        return self.rt.check_write(body)
+        return await self.rt.check_write_in(store, body)
 
     def criteria(self, resource_type: str, query: list[tuple[str, str]]) -> SearchRequest:
         if not query:
@@ -108,7 +107,7 @@ class Interactions:
 
     async def create(self, store: ResourceStore, req: FhirRequest) -> FhirResponse:
         assert req.resource_type
-        resource = self.body(req, req.resource_type)
+        resource = await self.body(store, req, req.resource_type)
         condition = req.header("if-none-exist")
         if condition:
             query = parse_qsl(condition.split("?", 1)[-1], keep_blank_values=True)
@@ -119,29 +118,32 @@ class Interactions:
             if found:
                 return self.written(req, found[0], 200)
         # In a transaction the id may be assigned up front so urn:uuid references resolve.
-        stored = await store.create(resource, req.id)
+        stored = await store.create(resource, req.new_id)
         return self.written(req, stored, 201)
 
     async def update(self, store: ResourceStore, req: FhirRequest) -> FhirResponse:
         assert req.resource_type and req.id
-        resource = self.body(req, req.resource_type)
+        resource = await self.body(store, req, req.resource_type)
         if resource.get("id") is None:
-            raise bad_request("An update must carry the resource id in the body", "id")
+            raise bad_request("An update must carry the resource id in the body",
+                              f"{req.resource_type}.id")
         if resource["id"] != req.id:
-            raise bad_request(f"Body id '{resource['id']}' does not match the URL id '{req.id}'", "id")
+            raise bad_request(f"Body id '{resource['id']}' does not match the URL id '{req.id}'",
+                              f"{req.resource_type}.id")
         stored, created = await store.update(resource, req.id, self.if_match(req))
         return self.written(req, stored, 201 if created else 200)
 
     async def conditional_update(self, store: ResourceStore, req: FhirRequest) -> FhirResponse:
         assert req.resource_type
-        resource = self.body(req, req.resource_type)
+        resource = await self.body(store, req, req.resource_type)
         found = await store.count_matches(self.criteria(req.resource_type, req.query))
         if len(found) > 1:
             raise FhirError(412, "multiple-matches", "The criteria match more than one resource")
         body_id = resource.get("id")
         if found:
             if body_id and body_id != found[0].id:
-                raise bad_request(f"Body id '{body_id}' differs from the matched {found[0].ref}", "id")
+                raise bad_request(f"Body id '{body_id}' differs from the matched {found[0].ref}",
+                                  f"{req.resource_type}.id")
             stored, created = await store.update(resource, found[0].id, self.if_match(req))
         else:
             if body_id and await store.exists(req.resource_type, body_id):
@@ -163,14 +165,14 @@ class Interactions:
             raise FhirError(422, "processing", f"The patch cannot be applied: {exc}") from exc
         if patched.get("resourceType") != req.resource_type or patched.get("id") != req.id:
             raise FhirError(422, "processing", "A patch may not change resourceType or id")
-        resource = self.rt.check_write(patched)
+        resource = await self.rt.check_write_in(store, patched)
         stored, _ = await store.update(resource, req.id,
                                        expected if expected is not None else current.version_id)
         return self.written(req, stored, 200)
 
     async def delete(self, store: ResourceStore, req: FhirRequest) -> FhirResponse:
         assert req.resource_type and req.id
-        await store.delete(req.resource_type, req.id)
+        await store.delete(req.resource_type, req.id, self.if_match(req))
         return FhirResponse(204)
 
     async def conditional_delete(self, store: ResourceStore, req: FhirRequest) -> FhirResponse:

@@ -18,6 +18,8 @@ class FhirRequest:
     headers: dict[str, str] = field(default_factory=dict)
     """Lower-case header names."""
     body: Any = None
+    new_id: str | None = None
+    """For a create inside a transaction: the id chosen up front so references can point at it."""
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())

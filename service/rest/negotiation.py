@@ -35,12 +35,15 @@ def check_accept(request: Request) -> None:
         raise FhirError(406, "not-supported", "Only FHIR JSON (application/fhir+json) is served")
 
 
-async def read_body(request: Request, max_bytes: int, allow_patch: bool = False) -> Any:
+async def read_body(request: Request, max_bytes: int, allow_patch: bool = False,
+                    optional: bool = False) -> Any:
     """The parsed JSON body; 413 when too large, 415 for other media types, 400 when unparsable."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise FhirError(413, "too-long", f"The body exceeds {max_bytes} bytes")
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if optional and not ctype and declared in (None, "0"):
+        return None  # an operation POSTed without parameters
     allowed = JSON_TYPES | (PATCH_TYPES if allow_patch else set())
     if ctype not in allowed:
         raise FhirError(415, "not-supported",
@@ -56,9 +59,35 @@ async def read_body(request: Request, max_bytes: int, allow_patch: bool = False)
     if not raw.strip():
         raise FhirError(400, "invalid", "The request body is empty")
     try:
-        return orjson.loads(raw)
+        body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise FhirError(400, "structure", f"The body is not valid JSON: {exc}") from exc
+    if b"\\u0000" in raw:  # cheap pre-check; the walk below runs only when it may matter
+        path = _nul_path(body, body.get("resourceType", "") if isinstance(body, dict) else "")
+        if path is not None:
+            raise FhirError(422, "value", "FHIR strings may not contain the NUL character",
+                            path or None)
+    return body
+
+
+def _nul_path(node: Any, path: str) -> str | None:
+    """The path of the first string holding U+0000, which FHIR forbids and PostgreSQL cannot
+    store; None when there is none."""
+    if isinstance(node, str):
+        return path if "\x00" in node else None
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if "\x00" in key:
+                return path
+            found = _nul_path(value, f"{path}.{key}" if path else key)
+            if found is not None:
+                return found
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found = _nul_path(value, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
 
 
 def fhir_response(request: Request | None, status: int, body: dict[str, Any] | None = None,

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Path, Request
 from starlette.responses import Response
 
 from ..access.dependencies import AccessDep
-from ..fhir.outcome import bad_request
+from ..fhir.outcome import FhirError, bad_request
 from ..runtime import Runtime
 from ..store.access import AccessPolicy
 from ..store.repository import ResourceStore
@@ -21,7 +21,25 @@ from .interactions import Interactions
 from .messages import FhirRequest, FhirResponse
 from .negotiation import check_accept, fhir_response, read_body
 
-router = APIRouter(prefix="/fhir", dependencies=[Depends(check_accept)])
+RESERVED_TYPES = {"metadata": "GET", "_history": "GET"}
+RESERVED_IDS = {"_history": "GET", "_search": "POST"}
+
+
+def reserved_path(request: Request) -> None:
+    """405 for a wrong method on a named endpoint (`DELETE /metadata`, `PUT /Patient/_history`).
+
+    Such a request would otherwise fall through to a generic `/{type}` or `/{type}/{id}` route
+    and be answered as an unknown type (404) or bad id (400), which misleads the client.
+    """
+    params = request.path_params
+    allow = RESERVED_TYPES.get(params.get("type", "")) or RESERVED_IDS.get(params.get("id", ""))
+    if allow:
+        raise FhirError(405, "not-supported",
+                        f"{request.method} is not allowed on {request.url.path}",
+                        headers={"Allow": allow})
+
+
+router = APIRouter(prefix="/fhir", dependencies=[Depends(check_accept), Depends(reserved_path)])
 Handler = Callable[[ResourceStore, FhirRequest], Awaitable[FhirResponse]]
 IdPath = Annotated[str, Path(description="Logical id", pattern=r"^[A-Za-z0-9\-.]{1,64}$")]
 RESOURCE_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
@@ -35,8 +53,20 @@ def _request(request: Request, method: str, rtype: str | None = None, rid: str |
     return FhirRequest(method, rtype, rid, version, query, headers, body)
 
 
+def interaction_name(handler_name: str, freq: FhirRequest) -> str:
+    """The FHIR restful-interaction code of a handler, for the audit record."""
+    if handler_name == "search":
+        return "search-type" if freq.resource_type else "search-system"
+    if handler_name == "history":
+        return "history-instance" if freq.id else ("history-type" if freq.resource_type
+                                                   else "history-system")
+    return handler_name.removeprefix("conditional_")
+
+
 async def _run(rt: Runtime, access: AccessPolicy, request: Request, handler: Handler,
                freq: FhirRequest, write: bool) -> Response:
+    target = (freq.resource_type, freq.id) if freq.resource_type and freq.id else None
+    access.start(interaction_name(handler.__name__, freq), request.url.query or None, target)
     async with rt.store(access, write=write) as store:
         resp = await handler(store, freq)
     return fhir_response(request, resp.status, resp.body, resp.raw, resp.headers)

@@ -21,10 +21,9 @@ def _url(base: str, path: str, params: list[tuple[str, str]]) -> str:
 
 def _entry(base: str, stored: StoredResource, mode: str, sreq: SearchRequest) -> dict[str, Any]:
     resource = stored.json()
-    if sreq.summary or sreq.elements:
-        # _elements applies to matches only; included resources come whole (R4 3.1.1.5.9).
-        if mode == "match" or sreq.summary:
-            resource = shape(resource, sreq.summary, sreq.elements if mode == "match" else None)
+    # _elements applies to matches only; included resources come whole (R4 3.1.1.5.9).
+    if sreq.summary or (sreq.elements and mode == "match"):
+        resource = shape(resource, sreq.summary, sreq.elements if mode == "match" else None)
     return {
         "fullUrl": f"{base}/{stored.resource_type}/{stored.id}",
         "resource": resource,
@@ -32,10 +31,21 @@ def _entry(base: str, stored: StoredResource, mode: str, sreq: SearchRequest) ->
     }
 
 
+def _ignored(ignored: list[tuple[str, str]]) -> dict[str, Any]:
+    """Under `Prefer: handling=lenient`, say which parameters were not used and why (R4
+    3.1.1.3.3): an OperationOutcome entry with search mode `outcome`."""
+    issues = [{"severity": "warning", "code": "not-supported",
+               "diagnostics": f"Parameter '{name}' was ignored: {reason}", "expression": [name]}
+              for name, reason in ignored]
+    return {"resource": {"resourceType": "OperationOutcome", "issue": issues},
+            "search": {"mode": "outcome"}}
+
+
 def build(base: str, resource_type: str | None, sreq: SearchRequest, page: SearchPage) -> dict[str, Any]:
     path = resource_type or ""
     echo = list(sreq.echo)
-    links = [{"relation": "self", "url": _url(base, path, echo)}]
+    here = [*echo, ("_cursor", sreq.cursor)] if sreq.cursor else echo
+    links = [{"relation": "self", "url": _url(base, path, here)}]
     if page.next_cursor:
         links.append({"relation": "next",
                       "url": _url(base, path, [*echo, ("_cursor", page.next_cursor)])})
@@ -53,6 +63,8 @@ def build(base: str, resource_type: str | None, sreq: SearchRequest, page: Searc
     bundle["link"] = links
     entries = [_entry(base, m, "match", sreq) for m in page.matches]
     entries += [_entry(base, i, "include", sreq) for i in page.included]
+    if sreq.ignored:
+        entries.append(_ignored(sreq.ignored))
     if entries:
         bundle["entry"] = entries
     return bundle

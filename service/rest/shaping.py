@@ -12,7 +12,7 @@ SUBSETTED = {
     "code": "SUBSETTED",
     "display": "subsetted",
 }
-ALWAYS = {"resourceType", "id", "meta"}
+ALWAYS = frozenset({"resourceType", "id", "meta"})
 
 
 @lru_cache(maxsize=256)
@@ -35,7 +35,7 @@ def shape(resource: dict[str, Any], summary: str | None, elements: list[str] | N
     if summary in (None, "false", "count") and not elements:
         return resource
     if summary == "true":
-        keep = summary_elements(resource["resourceType"])
+        keep: frozenset[str] = summary_elements(resource["resourceType"])
         out = {k: v for k, v in resource.items() if k in keep}
     elif summary == "text":
         keep = ALWAYS | {"text"} | _mandatory(resource["resourceType"])
@@ -43,7 +43,8 @@ def shape(resource: dict[str, Any], summary: str | None, elements: list[str] | N
     elif summary == "data":
         out = {k: v for k, v in resource.items() if k != "text"}
     else:
-        wanted = set(elements or []) | ALWAYS
+        # Mandatory elements come along even when not asked for (R4 3.1.1.5.9, SHOULD).
+        wanted = set(elements or []) | ALWAYS | _mandatory(resource["resourceType"])
         out = {k: v for k, v in resource.items() if k in wanted or _choice_of(k, wanted)}
     meta = dict(out.get("meta") or {})
     meta["tag"] = [*(meta.get("tag") or []), SUBSETTED]
@@ -58,12 +59,14 @@ def _choice_of(key: str, wanted: set[str]) -> bool:
 
 @lru_cache(maxsize=256)
 def _mandatory(resource_type: str) -> frozenset[str]:
+    """Top-level elements with a minimum cardinality of 1, complex ones (Observation.code)
+    and required choice types included, not only required primitives."""
     model = model_for(resource_type)
     if model is None:
         return frozenset()
     out = set()
     for name, info in model.model_fields.items():
         extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-        if extra.get("element_required"):
+        if info.is_required() or extra.get("element_required") or extra.get("one_of_many_required"):
             out.add(info.alias or name)
     return frozenset(out)

@@ -36,9 +36,24 @@ class AccessPolicy(Protocol):
     def check_type(self, resource_type: str | None, action: str) -> None:
         """Raise FhirError when the caller may not use this resource type at all."""
 
+    # -- the request's life cycle (as HAPI's consent contract: start, see, complete) ------
+    def start(self, interaction: str, query: str | None = None,
+              target: tuple[str, str] | None = None) -> None:
+        """The interaction about to run (for the audit record)."""
 
-class SystemAccess:
-    """Unrestricted access: the store's own maintenance, migrations and demo loading."""
+    def seen(self, resources: list[Any], wrote: bool = False) -> None:
+        """Resources the store returned to (or wrote for) the caller."""
+
+    @property
+    def audited(self) -> bool:
+        """Whether `complete` may write (so SQLite opens the transaction for writing)."""
+
+    async def complete(self, store: Any, status: int, detail: str | None = None) -> None:
+        """Called once at the end, inside the transaction on success, in a new one on failure."""
+
+
+class PolicyBase:
+    """A policy that restricts nothing and records nothing; policies override what they need."""
 
     def visible(self, pk: Any, resource_type: Any) -> ColumnElement[bool] | None:
         return None
@@ -48,3 +63,21 @@ class SystemAccess:
 
     def check_type(self, resource_type: str | None, action: str) -> None:
         return None
+
+    def start(self, interaction: str, query: str | None = None,
+              target: tuple[str, str] | None = None) -> None:
+        return None
+
+    def seen(self, resources: list[Any], wrote: bool = False) -> None:
+        return None
+
+    @property
+    def audited(self) -> bool:
+        return False
+
+    async def complete(self, store: Any, status: int, detail: str | None = None) -> None:
+        return None
+
+
+class SystemAccess(PolicyBase):
+    """Unrestricted access: the store's own maintenance, migrations and demo loading."""

@@ -32,7 +32,12 @@ def normalize(text: str) -> str:
 
 
 def parse_reference(ref: str, base_url: str = "") -> tuple[str | None, str | None, str | None]:
-    """(type, id, url) of a reference string; local references lose the base URL."""
+    """(type, id, url) of a reference string; local references lose the base URL.
+
+    Only a local reference has an id: `http://elsewhere/fhir/Patient/1` is another server's
+    Patient 1, so it is indexed and searched by its URL and never matches (or puts a resource
+    in the compartment of) our own Patient/1.
+    """
     if base_url and ref.startswith(base_url.rstrip("/") + "/"):
         ref = ref[len(base_url.rstrip("/")) + 1 :]
     if ref.startswith(("urn:", "#")):
@@ -43,7 +48,7 @@ def parse_reference(ref: str, base_url: str = "") -> tuple[str | None, str | Non
             parts = parts[:-2]
         return parts[-2], parts[-1], None
     if len(parts) >= 2 and parts[-2][:1].isupper():
-        return parts[-2], parts[-1], ref
+        return parts[-2], None, ref
     return None, None, ref
 
 
@@ -103,11 +108,12 @@ class Indexer:
             out.add("uri", {"param": p.key, "value": value[:1024]})
 
     def _reference(self, p: SearchParam, value: Any) -> dict[str, Any] | None:
-        if isinstance(value, str):  # canonical / uri used as reference
-            rtype, rid, url = parse_reference(value, self.base_url)
-            if "://" in value or value.startswith("urn:"):
-                url = value.split("|")[0]
-            return {"target_type": rtype, "target_id": rid, "url": url,
+        if isinstance(value, str):  # a canonical or uri used as a reference; `|version` dropped
+            canonical = value.split("|")[0]
+            rtype, rid, url = parse_reference(canonical, self.base_url)
+            if "://" in canonical or canonical.startswith("urn:"):
+                url = canonical
+            return {"target_type": rtype, "target_id": rid, "url": url[:1024] if url else None,
                     "identifier_system": None, "identifier_value": None}
         if not isinstance(value, dict):
             return None
@@ -138,13 +144,14 @@ def _tokens(value: Any) -> list[tuple[str | None, str | None, str | None]]:
     if not isinstance(value, dict):
         return []
     if "coding" in value or ("text" in value and "value" not in value):
-        text = value.get("text")
+        # :text searches both Coding.display and CodeableConcept.text (R4 3.1.1.5.5), so the
+        # concept's text gets a row of its own instead of standing in for a missing display.
         rows = [
-            (c.get("system"), c.get("code"), _lower(c.get("display") or text))
+            (c.get("system"), c.get("code"), _lower(c.get("display")))
             for c in value.get("coding", [])
         ]
-        if text and not rows:
-            rows.append((None, None, _lower(text)))
+        if value.get("text"):
+            rows.append((None, None, _lower(value["text"])))
         return rows
     if "code" in value or "system" in value and "value" not in value:
         return [(value.get("system"), value.get("code"), _lower(value.get("display")))]
@@ -195,7 +202,7 @@ def _date_range(value: Any) -> tuple[Any, Any] | None:
         text = str(value)
         if text[:4].isdigit():
             return dates.parse_range(text.replace("@", ""))
-    except dates.DateFormatError:
+    except (dates.DateFormatError, OverflowError):  # unparseable, or beyond year 1..9999 in UTC
         return None
     return None
 

@@ -11,10 +11,10 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import orjson
-from sqlalchemy import delete, false, func, insert, not_, select, update
+from sqlalchemy import Table, delete, false, func, insert, not_, select, true, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -36,10 +36,12 @@ from .tables import (
     ResourceVersion,
 )
 
-RES = Resource.__table__
-VER = ResourceVersion.__table__
-COMP = Compartment.__table__
-LABEL = ResourceLabel.__table__
+# Mapped classes type `__table__` as a FromClause; these are plain Tables (DML targets).
+RES = cast(Table, Resource.__table__)
+VER = cast(Table, ResourceVersion.__table__)
+COMP = cast(Table, Compartment.__table__)
+LABEL = cast(Table, ResourceLabel.__table__)
+INDEXES = cast(dict[str, Table], INDEX_TABLES)
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
@@ -73,11 +75,13 @@ class ResourceStore:
         if row.deleted:
             raise FhirError(410, "deleted", f"{resource_type}/{rid} was deleted",
                             headers={"ETag": f'W/"{row.version_id}"'})
+        self.access.seen([row])
         return row
 
     async def vread(self, resource_type: str, rid: str, version: str) -> StoredResource:
         self.access.check_type(resource_type, "read")
-        if not version.isdigit():
+        if not version.isdigit() or len(version) > 9:
+            # Versions are 32-bit integers in the schema; a longer number cannot exist.
             raise not_found(f"Version '{version}' of {resource_type}/{rid} is not known")
         v = VER.alias("v")
         stmt = select(v).where(v.c.resource_type == resource_type, v.c.id == rid,
@@ -89,6 +93,7 @@ class ResourceStore:
         stored = _version(row)
         if stored.content is None:
             raise FhirError(410, "deleted", f"Version {version} of {resource_type}/{rid} is a deletion")
+        self.access.seen([stored])
         return stored
 
     async def _current(self, resource_type: str, rid: str) -> StoredResource | None:
@@ -123,7 +128,9 @@ class ResourceStore:
             raise FhirError(409, "duplicate", f"{rtype}/{rid} already exists") from exc
         await self._write_version(pk, rtype, rid, 1, now, "POST", content)
         await self._write_indexes(pk, rows, set(), set())
-        return StoredResource(pk, rtype, rid, 1, now, content)
+        stored = StoredResource(pk, rtype, rid, 1, now, content)
+        self.access.seen([stored], wrote=True)
+        return stored
 
     async def update(
         self, resource: dict[str, Any], rid: str, if_match: int | None = None
@@ -134,7 +141,12 @@ class ResourceStore:
         if existing is None:
             if if_match is not None:
                 raise FhirError(412, "conflict", f"{rtype}/{rid} does not exist, If-Match fails")
-            return await self.create(resource, rid), True
+            created = await self._create_if_absent(resource, rid)
+            if created is not None:
+                return created, True
+            existing = await self._locate(rtype, rid)
+            if existing is None:
+                raise FhirError(409, "conflict", f"{rtype}/{rid} was changed concurrently; retry")
         pk, old_version, _deleted = existing
         if if_match is not None and if_match != old_version:
             raise FhirError(412, "conflict",
@@ -162,14 +174,38 @@ class ResourceStore:
         await self._write_version(pk, rtype, rid, version, now, "PUT", content)
         await self._clear_indexes(pk)
         await self._write_indexes(pk, rows, old_labels, old_patients)
-        return StoredResource(pk, rtype, rid, version, now, content), False
+        stored = StoredResource(pk, rtype, rid, version, now, content)
+        self.access.seen([stored], wrote=True)
+        return stored, False
 
-    async def delete(self, resource_type: str, rid: str) -> StoredResource | None:
-        """Logical delete: a new, empty version; reads then give 410. None if already gone."""
+    async def _create_if_absent(self, resource: dict[str, Any], rid: str) -> StoredResource | None:
+        """Update-as-create; None when a concurrent writer created the same id first.
+
+        The insert runs in a savepoint so that losing that race (a unique-key violation) leaves
+        our transaction usable and the caller can apply its write as an ordinary update.
+        """
+        try:
+            async with self.conn.begin_nested():
+                return await self.create(resource, rid)
+        except FhirError as exc:
+            if exc.status == 409 and exc.issues[0].code == "duplicate":
+                return None
+            raise
+
+    async def delete(self, resource_type: str, rid: str,
+                     if_match: int | None = None) -> StoredResource | None:
+        """Logical delete: a new, empty version; reads then give 410. None if already gone.
+
+        With `if_match`, 412 unless that is the current version: a client must not delete
+        a change it has not seen.
+        """
         existing = await self._locate(resource_type, rid)
         if existing is None:
             raise not_found(f"{resource_type}/{rid} is not known")
         pk, old_version, deleted = existing
+        if if_match is not None and if_match != old_version:
+            raise FhirError(412, "conflict",
+                            f"{resource_type}/{rid} is at version {old_version}, not {if_match}")
         if deleted:
             return None
         labels = await self._labels(pk)
@@ -187,7 +223,9 @@ class ResourceStore:
             raise FhirError(409, "conflict", f"{resource_type}/{rid} was changed concurrently")
         await self._write_version(pk, resource_type, rid, version, now, "DELETE", None)
         await self._clear_indexes(pk)
-        return StoredResource(pk, resource_type, rid, version, now, None, deleted=True)
+        gone = StoredResource(pk, resource_type, rid, version, now, None, deleted=True)
+        self.access.seen([gone], wrote=True)
+        return gone
 
     async def _locate(self, rtype: str, rid: str) -> tuple[int, int, bool] | None:
         """pk, version and deleted flag of a resource the caller may see; None otherwise.
@@ -197,16 +235,18 @@ class ResourceStore:
         waits for our commit and then sees our version, instead of failing halfway.
         """
         r = RES.alias("r")
-        stmt = select(r.c.pk, r.c.version_id, r.c.deleted).where(
+        # Existence and visibility in one statement: two statements would let a concurrent
+        # create slip in between and make a new resource look like a hidden one.
+        visible = self.access.visible(r.c.pk, r.c.resource_type)
+        stmt = select(r.c.pk, r.c.version_id, r.c.deleted,
+                      (true() if visible is None else visible).label("visible")).where(
             r.c.resource_type == rtype, r.c.id == rid).with_for_update(of=r)
-        row = (await self.conn.execute(self._guard(stmt, r.c.pk, r.c.resource_type))).first()
+        row = (await self.conn.execute(stmt)).first()
         if row is None:
-            hidden = (await self.conn.execute(select(RES.c.pk).where(
-                RES.c.resource_type == rtype, RES.c.id == rid))).first()
-            if hidden is not None:
-                # It exists, but not for this caller: writing over it would be a leak and a loss.
-                raise not_found(f"{rtype}/{rid} is not known")
             return None
+        if not row.visible:
+            # It exists, but not for this caller: writing over it would be a leak and a loss.
+            raise not_found(f"{rtype}/{rid} is not known")
         return int(row.pk), int(row.version_id), bool(row.deleted)
 
     def _prepare(self, resource: dict[str, Any], rid: str, version: int, now: datetime,
@@ -234,13 +274,13 @@ class ResourceStore:
             "last_updated": now, "method": method, "content": content})
 
     async def _clear_indexes(self, pk: int) -> None:
-        for table in INDEX_TABLES.values():
+        for table in INDEXES.values():
             await self.conn.execute(delete(table).where(table.c.resource_pk == pk))
 
     async def _write_indexes(self, pk: int, rows: IndexRows, old_labels: set[tuple[str, str]],
                              old_patients: set[str]) -> None:
         for kind, items in rows.rows.items():
-            await self.conn.execute(insert(INDEX_TABLES[kind]),
+            await self.conn.execute(insert(INDEXES[kind]),
                                     [{"resource_pk": pk, **item} for item in items])
         new_patients = rows.patients - old_patients
         if new_patients:
@@ -273,7 +313,8 @@ class ResourceStore:
         if req.summary == "count" or req.count == 0:
             return SearchPage([], [], total)
         keys = [(compiler.sort_expr(r, k), k.descending) for k in req.sort] + [(r.c.pk, False)]
-        cur = cursors.decode(req.cursor) if req.cursor else None
+        order_sig = cursors.signature(req.sort)
+        cur = cursors.decode(req.cursor, order_sig) if req.cursor else None
         backwards = bool(cur and cur.backwards)
         if cur:
             where.append(cursors.after(keys, cur.values, backwards))
@@ -297,11 +338,12 @@ class ResourceStore:
 
         next_cursor = prev_cursor = None
         if rows and (more if not backwards else True):
-            next_cursor = cursors.encode(key_values(rows[-1]), False)
+            next_cursor = cursors.encode(key_values(rows[-1]), False, order_sig)
         if rows and (cur is not None if not backwards else more):
-            prev_cursor = cursors.encode(key_values(rows[0]), True)
+            prev_cursor = cursors.encode(key_values(rows[0]), True, order_sig)
         included = await IncludeResolver(self.conn, self.config, self.access).resolve(
             matches, req.include, req.revinclude)
+        self.access.seen(matches + included)
         return SearchPage(matches, included, total, next_cursor, prev_cursor)
 
     async def count_matches(self, req: SearchRequest, limit: int = 2) -> list[StoredResource]:
@@ -348,7 +390,9 @@ class ResourceStore:
         more = len(rows) > count
         rows = rows[:count]
         next_cursor = cursors.encode([rows[-1]["pk"]], False) if more and rows else None
-        return HistoryPage([_version(row) for row in rows], total, next_cursor)
+        entries = [_version(row) for row in rows]
+        self.access.seen(entries)
+        return HistoryPage(entries, total, next_cursor)
 
     async def _require_exists(self, resource_type: str, rid: str) -> None:
         r = RES.alias("r")
@@ -372,7 +416,9 @@ class ResourceStore:
             r.c.pk.in_(select(COMP.c.resource_pk).where(COMP.c.patient_id == patient_id)),
         ).order_by(r.c.resource_type, r.c.pk).limit(limit)
         stmt = self._guard(stmt, r.c.pk, r.c.resource_type)
-        return [_current(row) for row in (await self.conn.execute(stmt)).mappings()]
+        found = [_current(row) for row in (await self.conn.execute(stmt)).mappings()]
+        self.access.seen(found)
+        return found
 
 
 def _current(row: Any) -> StoredResource:

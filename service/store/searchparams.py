@@ -49,7 +49,7 @@ def _compile(expression: str) -> Callable[[dict[str, Any]], list[Any]]:
     fn = fhirpath_compile(_RESOLVE_RE.sub("", expression), _R4)
 
     def run(resource: dict[str, Any]) -> list[Any]:
-        result = fn(resource)
+        result = fn(resource, {})
         return result if isinstance(result, list) else [result]
 
     return run
@@ -96,21 +96,12 @@ class SearchParamRegistry:
             self._by_type.setdefault(base, {})[code] = param
 
     def for_type(self, resource_type: str) -> dict[str, SearchParam]:
-        """Every parameter that applies to `resource_type`, common ones included."""
-        out = {
-            code: SearchParam(
-                code=p.code,
-                base=resource_type,
-                type=p.type,
-                expression=p.expression,
-                url=p.url,
-                targets=p.targets,
-                modifiers=p.modifiers,
-                description=p.description,
-                evaluate=p.evaluate,
-            )
-            for code, p in self._common.items()
-        }
+        """Every parameter that applies to `resource_type`, common ones included.
+
+        Common parameters (_tag, _profile, ...) keep their `Resource` base, so their index rows
+        carry one key for every type and a system-level search (`GET /fhir?_tag=`) finds them.
+        """
+        out = dict(self._common)
         out.update(self._by_type.get(resource_type, {}))
         return out
 

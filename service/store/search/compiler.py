@@ -97,6 +97,8 @@ class Compiler:
         return not_(cond) if c.modifier == "not" else cond
 
     def _last_updated(self, r: FromClause, c: Criterion) -> ColumnElement[bool]:
+        if c.modifier == "missing":  # every stored resource has one
+            return true() if c.values == ["false"] else false()
         col = r.c.last_updated
         return or_(*[_range_match(col, col, v) for v in c.values])
 
@@ -106,7 +108,8 @@ class Compiler:
         if c.modifier == "missing":
             present = exists().where(base)
             return not_(present) if c.values == ["true"] else present
-        match = or_(*[_token_match(lab.c.system, lab.c.code, None, v, None) for v in c.values])
+        system = func.nullif(lab.c.system, "")  # labels store "no system" as ""
+        match = or_(*[_token_match(system, lab.c.code, None, v, None) for v in c.values])
         found = exists().where(and_(base, match))
         return not_(found) if c.modifier == "not" else found
 
@@ -115,14 +118,15 @@ class Compiler:
         ch = c.chain
         ref = INDEX_TABLES["reference"].alias()
         t = RES.alias()
+        per_type = [and_(t.c.resource_type == rtype, self.criterion(t, inner))
+                    for rtype, inner in ch.targets.items()]
         conds = [
             ref.c.resource_pk == r.c.pk,
             ref.c.param == ch.reference.key,
             t.c.resource_type == ref.c.target_type,
             t.c.id == ref.c.target_id,
-            t.c.resource_type.in_(ch.target_types),
             t.c.deleted == false(),
-            self.criterion(t, ch.criterion),
+            or_(*per_type),
         ]
         access = self.visible(t.c.pk, t.c.resource_type)
         if access is not None:
@@ -187,6 +191,9 @@ class Compiler:
             conds.append(i.c.identifier_system == system if system else
                          i.c.identifier_system.is_(None))
             return and_(*conds)
+        rtype: str | None
+        rid: str | None
+        url: str | None
         if "/" not in value and ":" not in value:
             rtype, rid, url = None, value, None
         else:
@@ -289,7 +296,9 @@ def _range_match(low: Any, high: Any, value: str) -> ColumnElement[bool]:
     now = dates.utcnow()
     gap = abs((now - p_low).total_seconds()) * 0.1
     margin = timedelta(seconds=max(gap, 86400))
-    return and_(low <= p_high + margin, high >= p_low - margin)
+    upper = p_high + min(margin, dates.MAX_DT - p_high)  # no overflow past year 9999 or 1
+    lower = p_low - min(margin, p_low - dates.MIN_DT)
+    return and_(low <= upper, high >= lower)
 
 
 def _precision_bounds(raw: str) -> tuple[float, float]:

@@ -6,6 +6,9 @@ case it is dropped and left out of the self link, as R4 3.1.1.3.3 describes.
 
 from __future__ import annotations
 
+import math
+import re
+
 from ...fhir.outcome import FhirError, bad_request
 from ..searchparams import SearchParamRegistry
 from .request import Chain, Criterion, Has, IncludeSpec, SearchRequest, SortKey
@@ -24,6 +27,7 @@ MODIFIERS = {
     "uri": {"missing", "below", "above"},
 }
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
+_DECIMAL = re.compile(r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$")
 
 
 class SearchParser:
@@ -39,11 +43,13 @@ class SearchParser:
         for name, value in pairs:
             try:
                 self._one(req, name, value)
-            except FhirError:
+            except FhirError as exc:
                 if not lenient:
                     raise
-                req.ignored.append(name)
+                req.ignored.append((name, str(exc)))
                 continue
+            if name == "_count":
+                value = str(req.count)  # the page size used, after the server's maximum
             if name not in ("_cursor", "_format", "_pretty"):
                 req.echo.append((name, value))
         return req
@@ -130,10 +136,11 @@ class SearchParser:
             raise bad_request(f"'{source}:{ref_code}' is not a reference search parameter", name)
         if ref.targets and rtype not in ref.targets:
             raise bad_request(f"'{source}:{ref_code}' never points at {rtype}", name)
-        if rest.startswith("_has:"):
-            inner = self._has(source, rest, value)
-        else:
-            inner = self._criterion(source, rest, value)
+        try:
+            inner = (self._has(source, rest, value) if rest.startswith("_has:")
+                     else self._criterion(source, rest, value))
+        except FhirError as exc:  # name the whole _has parameter, not its tail
+            raise bad_request(str(exc), name) from exc
         return Criterion(name, None, None, [], has=Has(source, ref, inner))
 
     def _criterion(self, rtype: str | None, name: str, value: str) -> Criterion:
@@ -152,9 +159,11 @@ class SearchParser:
             usable = [t for t in targets if self.registry.get(t, nested_code)]
             if not usable:
                 raise bad_request(f"No target of '{code}' has a parameter '{nested_code}'", name)
-            inner = self._criterion(usable[0], chain_rest, value)
-            chain = Chain(param, usable, inner)
-            return Criterion(name, param, None, [], chain=chain)
+            try:
+                inner = {t: self._criterion(t, chain_rest, value) for t in usable}
+            except FhirError as exc:  # name the whole chained parameter, not its tail
+                raise bad_request(str(exc), name) from exc
+            return Criterion(name, param, None, [], chain=Chain(param, inner))
         if modifier:
             allowed = set(MODIFIERS.get(param.type, set()))
             if param.type == "reference" and modifier in param.targets:
@@ -162,6 +171,9 @@ class SearchParser:
             if modifier not in allowed:
                 raise bad_request(f"Modifier ':{modifier}' is not supported on '{code}'", name)
         values = _split_values(value)
+        if param.type == "date":
+            # An unencoded `+` in a time zone arrives as a space; a date never holds one.
+            values = [v.replace(" ", "+") for v in values]
         if modifier == "missing":
             if value not in ("true", "false"):
                 raise bad_request(f":missing takes true or false, not '{value}'", name)
@@ -206,9 +218,10 @@ def _check_prefixed(kind: str, value: str, name: str) -> None:
             parse_range(raw)
         except DateFormatError as exc:
             raise bad_request(str(exc), name) from exc
+        except OverflowError as exc:  # e.g. 0001-01-01T00:00:00+01:00 lies before year 1 in UTC
+            raise bad_request(f"'{raw}' is outside the supported range of dates", name) from exc
     else:
+        # FHIR decimal syntax only: Python's float() would also take nan, inf and 1_000.
         number = raw.split("|")[0]
-        try:
-            float(number)
-        except ValueError as exc:
-            raise bad_request(f"'{number}' is not a number in '{name}'", name) from exc
+        if not _DECIMAL.match(number) or not math.isfinite(float(number)):
+            raise bad_request(f"'{number}' is not a number in '{name}'", name)

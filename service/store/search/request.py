@@ -21,11 +21,15 @@ class Criterion:
 
 @dataclass
 class Chain:
-    """`subject:Patient.name=x`: a reference parameter, its target types, the nested criterion."""
+    """`subject.name=x`: a reference parameter and, per target type, the nested criterion.
+
+    Parameters are defined per type (Practitioner.name is not Organization.name), so a chain
+    over several target types holds one nested criterion for each; a target matching any of
+    them matches.
+    """
 
     reference: SearchParam
-    target_types: list[str]
-    criterion: Criterion
+    targets: dict[str, Criterion]
 
 
 @dataclass
@@ -65,7 +69,7 @@ class SearchRequest:
     elements: list[str] | None = None
     include: list[IncludeSpec] = field(default_factory=list)
     revinclude: list[IncludeSpec] = field(default_factory=list)
-    ignored: list[str] = field(default_factory=list)
-    """Parameters dropped under `Prefer: handling=lenient`; not echoed in the self link."""
+    ignored: list[tuple[str, str]] = field(default_factory=list)
+    """(parameter, reason) dropped under `Prefer: handling=lenient`; not in the self link."""
     echo: list[tuple[str, str]] = field(default_factory=list)
     """The parameters the server used, in order, for the Bundle's self link."""

@@ -1,0 +1,506 @@
+"""The built-in OAuth 2.0 authorization server, without HTTP: the REST layer adapts requests.
+
+Grants (RFC 6749): authorization code with PKCE S256 for PGO and SMART apps (MedMij allows only
+this one for PGOs), refresh tokens that rotate on every use, and client credentials with a
+`private_key_jwt` client assertion for backend systems (SMART Backend Services). Revocation is
+RFC 7009, introspection RFC 7662. Every piece of state lives in the database, so any instance
+can finish what another one started.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
+from joserfc.errors import JoseError
+from joserfc.jwk import Key, KeySet
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from ..config import Settings
+from ..fhir import dates
+from .accounts import AccountRow, ClientRow, account_by_pk, authenticate, find_client
+from .db import transaction
+from .discovery import endpoints
+from .issuer import absolute_fhir_user, issue_access_token, issue_id_token
+from .jose import (
+    ACCESS_TOKEN_ALGS,
+    ASSERTION_ALGS,
+    TokenError,
+    check_claims,
+    read_header,
+    unverified_claims,
+    verified_claims,
+)
+from .keys import key_cache, public_jwks, signing_key
+from .models import AuthCode, Grant, RefreshToken, RevokedToken, UsedAssertion, table_of
+from .scopes import ScopeSet, parse_scopes
+from .verifier import is_revoked
+
+CODES = table_of(AuthCode)
+GRANTS = table_of(Grant)
+REFRESH = table_of(RefreshToken)
+REVOKED = table_of(RevokedToken)
+USED = table_of(UsedAssertion)
+
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+VERIFIER_RE = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
+CHALLENGE_RE = re.compile(r"^[A-Za-z0-9_\-]{43}$")
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def with_query(uri: str, params: Mapping[str, str]) -> str:
+    return uri + ("&" if "?" in uri else "?") + urlencode(params)
+
+
+class OAuthError(Exception):
+    """An RFC 6749 error response. `revoke_grant` is revoked after the failed transaction rolls
+    back: replaying a used code or refresh token ends the whole authorization."""
+
+    def __init__(self, error: str, description: str, status: int = 400,
+                 revoke_grant: str | None = None) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+        self.status = status
+        self.revoke_grant = revoke_grant
+
+    def body(self) -> dict[str, str]:
+        return {"error": self.error, "error_description": self.description}
+
+
+class AuthorizeProblem(Exception):
+    """An authorization request that cannot even be answered at its redirect URI (unknown
+    client, unregistered redirect): shown to the user, never redirected (RFC 6749 4.1.2.1)."""
+
+
+class AuthorizeRedirect(Exception):
+    """An authorization request error reported back to the client at its redirect URI."""
+
+    def __init__(self, location: str) -> None:
+        super().__init__(location)
+        self.location = location
+
+
+class LoginFailed(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class AuthorizeRequest:
+    """A checked authorization request, as the login form carries it along."""
+
+    client_id: str
+    client_name: str
+    redirect_uri: str
+    state: str
+    code_challenge: str
+    scope: str
+    nonce: str | None = None
+    aud: str | None = None
+
+    def form_fields(self) -> dict[str, str]:
+        fields = {"response_type": "code", "client_id": self.client_id,
+                  "redirect_uri": self.redirect_uri, "state": self.state,
+                  "code_challenge": self.code_challenge, "code_challenge_method": "S256",
+                  "scope": self.scope}
+        if self.nonce:
+            fields["nonce"] = self.nonce
+        if self.aud:
+            fields["aud"] = self.aud
+        return fields
+
+
+class AuthServer:
+    def __init__(self, settings: Settings, engine: AsyncEngine) -> None:
+        self.settings = settings
+        self.engine = engine
+        self.issuer = settings.resolved_issuer()
+
+    # -- endpoints, as URLs ------------------------------------------------------------------
+    @property
+    def token_endpoint(self) -> str:
+        return endpoints(self.settings)["token_endpoint"]
+
+    @property
+    def authorization_endpoint(self) -> str:
+        return endpoints(self.settings)["authorization_endpoint"]
+
+    # -- authorization endpoint ----------------------------------------------------------------
+    async def check_authorize(self, params: Mapping[str, str]) -> AuthorizeRequest:
+        """Validate an authorization request (GET query, or the login form's hidden fields)."""
+        client_id = params.get("client_id") or ""
+        async with transaction(self.engine) as conn:
+            client = await find_client(conn, client_id) if client_id else None
+        if client is None or client.disabled or client.kind != "public":
+            raise AuthorizeProblem("This application is not registered here.")
+        redirect = params.get("redirect_uri") or (
+            client.redirect_uris[0] if len(client.redirect_uris) == 1 else "")
+        if redirect not in client.redirect_uris:
+            raise AuthorizeProblem("The redirect URI is not registered for this application.")
+        state = params.get("state") or ""
+
+        def fail(error: str, description: str) -> AuthorizeRedirect:
+            answer = {"error": error, "error_description": description, "iss": self.issuer}
+            if state:
+                answer["state"] = state
+            return AuthorizeRedirect(with_query(redirect, answer))
+
+        if params.get("response_type") != "code":
+            raise fail("unsupported_response_type", "Only response_type=code is supported")
+        if not state:
+            raise fail("invalid_request", "state is required")
+        challenge = params.get("code_challenge") or ""
+        if params.get("code_challenge_method") != "S256" or not CHALLENGE_RE.match(challenge):
+            raise fail("invalid_request", "PKCE is required: code_challenge with method S256")
+        aud = params.get("aud")
+        if aud and aud.rstrip("/") != self.settings.resolved_audience():
+            raise fail("invalid_request", "aud does not name this FHIR server")
+        scopes = parse_scopes(params.get("scope")).without_context("system")
+        if client.scope:
+            scopes = scopes.narrowed_to(parse_scopes(client.scope))
+        if not scopes.resources:
+            raise fail("invalid_scope", "None of the requested scopes can be granted to this app")
+        return AuthorizeRequest(client.client_id, client.name, redirect, state, challenge,
+                                scopes.to_string(), params.get("nonce") or None, aud or None)
+
+    async def login(self, req: AuthorizeRequest, username: str, password: str) -> str:
+        """Check the password, record the grant and a code; the redirect URL with code+state."""
+        async with transaction(self.engine) as conn:
+            account = await authenticate(conn, username, password)
+        if account is None:
+            raise LoginFailed()
+        scopes = parse_scopes(req.scope)
+        patient = None
+        if scopes.launch_patient:
+            if account.fhir_user.startswith("Patient/"):
+                patient = account.fhir_user.split("/", 1)[1]
+            else:
+                # No patient picker yet: a professional's standalone launch gets no patient.
+                scopes = scopes.without_special("launch/patient")
+        grant_id = str(uuid.uuid4())
+        code = secrets.token_urlsafe(32)
+        now = dates.utcnow()
+        async with transaction(self.engine, write=True) as conn:
+            await conn.execute(GRANTS.insert(), {
+                "id": grant_id, "client_id": req.client_id, "account_pk": account.pk,
+                "scope": scopes.to_string(), "patient": patient, "created_at": now,
+                "revoked_at": None})
+            await conn.execute(CODES.insert(), {
+                "code_hash": digest(code), "grant_id": grant_id, "redirect_uri": req.redirect_uri,
+                "code_challenge": req.code_challenge, "nonce": req.nonce,
+                "expires_at": now + timedelta(seconds=self.settings.auth_code_seconds),
+                "used_at": None})
+        return with_query(req.redirect_uri, {"code": code, "state": req.state, "iss": self.issuer})
+
+    # -- token endpoint ------------------------------------------------------------------------
+    async def token(self, form: Mapping[str, str]) -> dict[str, Any]:
+        grant_type = form.get("grant_type")
+        handlers = {"authorization_code": self._authorization_code,
+                    "refresh_token": self._refresh_token,
+                    "client_credentials": self._client_credentials}
+        handler = handlers.get(grant_type or "")
+        if handler is None:
+            raise OAuthError("unsupported_grant_type",
+                             f"grant_type must be one of {', '.join(handlers)}")
+        try:
+            async with transaction(self.engine, write=True) as conn:
+                return await handler(conn, form)
+        except OAuthError as exc:
+            if exc.revoke_grant:
+                async with transaction(self.engine, write=True) as conn:
+                    await self._revoke_grant(conn, exc.revoke_grant)
+            raise
+
+    async def _authorization_code(self, conn: AsyncConnection, form: Mapping[str, str]) -> dict[str, Any]:
+        client = await self._client(conn, form)
+        code = form.get("code")
+        if not code:
+            raise OAuthError("invalid_request", "code is required")
+        row = (await conn.execute(
+            select(CODES, GRANTS.c.client_id, GRANTS.c.account_pk, GRANTS.c.scope, GRANTS.c.patient,
+                   GRANTS.c.revoked_at)
+            .join(GRANTS, GRANTS.c.id == CODES.c.grant_id)
+            .where(CODES.c.code_hash == digest(code)))).first()
+        if row is None or row.client_id != client.client_id:
+            raise OAuthError("invalid_grant", "The authorization code is not valid")
+        if row.used_at is not None:
+            raise OAuthError("invalid_grant", "The authorization code was already used; every "
+                             "token issued with it is revoked", revoke_grant=row.grant_id)
+        if row.expires_at < dates.utcnow():
+            raise OAuthError("invalid_grant", "The authorization code has expired")
+        if form.get("redirect_uri") != row.redirect_uri:
+            raise OAuthError("invalid_grant", "redirect_uri differs from the authorization request")
+        verifier = form.get("code_verifier") or ""
+        if not VERIFIER_RE.match(verifier) or not hmac.compare_digest(
+                create_s256_code_challenge(verifier), row.code_challenge):
+            raise OAuthError("invalid_grant", "code_verifier does not match the code_challenge")
+        used = await conn.execute(update(CODES).where(CODES.c.code_hash == row.code_hash,
+                                                      CODES.c.used_at.is_(None))
+                                  .values(used_at=dates.utcnow()))
+        if used.rowcount != 1:
+            raise OAuthError("invalid_grant", "The authorization code was already used",
+                             revoke_grant=row.grant_id)
+        account = await self._live_account(conn, row.account_pk, row.revoked_at)
+        return await self._user_tokens(conn, client, row.grant_id, account, row.scope, row.patient,
+                                       nonce=row.nonce)
+
+    async def _refresh_token(self, conn: AsyncConnection, form: Mapping[str, str]) -> dict[str, Any]:
+        client = await self._client(conn, form)
+        token = form.get("refresh_token")
+        if not token:
+            raise OAuthError("invalid_request", "refresh_token is required")
+        row = await self._refresh_row(conn, token)
+        if row is None or row.client_id != client.client_id:
+            raise OAuthError("invalid_grant", "The refresh token is not valid")
+        if row.used_at is not None:
+            raise OAuthError("invalid_grant", "The refresh token was already used; the "
+                             "authorization is revoked", revoke_grant=row.grant_id)
+        if row.expires_at < dates.utcnow():
+            raise OAuthError("invalid_grant", "The refresh token has expired")
+        used = await conn.execute(update(REFRESH).where(REFRESH.c.token_hash == row.token_hash,
+                                                        REFRESH.c.used_at.is_(None))
+                                  .values(used_at=dates.utcnow()))
+        if used.rowcount != 1:
+            raise OAuthError("invalid_grant", "The refresh token was already used",
+                             revoke_grant=row.grant_id)
+        account = await self._live_account(conn, row.account_pk, row.revoked_at)
+        scope = row.scope
+        if form.get("scope"):
+            requested, granted = parse_scopes(form["scope"]), parse_scopes(row.scope)
+            narrowed = requested.narrowed_to(granted)
+            if narrowed != ScopeSet(requested.resources, requested.special) or requested.unknown:
+                raise OAuthError("invalid_scope", "A refresh can only narrow the granted scopes")
+            scope = narrowed.to_string()
+        return await self._user_tokens(conn, client, row.grant_id, account, scope, row.patient,
+                                       refresh=True)
+
+    async def _client_credentials(self, conn: AsyncConnection, form: Mapping[str, str]) -> dict[str, Any]:
+        client = await self._client(conn, form)
+        if client.kind != "backend":
+            raise OAuthError("unauthorized_client", "Only backend clients may use client_credentials")
+        scopes = parse_scopes(form.get("scope")).only_context("system")
+        if client.scope:
+            scopes = scopes.narrowed_to(parse_scopes(client.scope))
+        if not scopes.resources:
+            raise OAuthError("invalid_scope", "Request system/ scopes this client is registered for")
+        scope = scopes.to_string()
+        access, lifetime = await issue_access_token(
+            conn, self.settings, subject=client.client_id, scope=scope, client_id=client.client_id,
+            fhir_user=client.fhir_user, role=client.role)
+        return {"access_token": access, "token_type": "Bearer", "expires_in": lifetime, "scope": scope}
+
+    async def _user_tokens(self, conn: AsyncConnection, client: ClientRow, grant_id: str,
+                           account: AccountRow, scope: str, patient: str | None,
+                           nonce: str | None = None, refresh: bool = False) -> dict[str, Any]:
+        scopes = parse_scopes(scope)
+        access, lifetime = await issue_access_token(
+            conn, self.settings, subject=account.subject, scope=scope, client_id=client.client_id,
+            fhir_user=account.fhir_user, role=account.role, patient=patient, grant_id=grant_id)
+        body: dict[str, Any] = {"access_token": access, "token_type": "Bearer",
+                                "expires_in": lifetime, "scope": scope}
+        if patient:
+            body["patient"] = patient
+        if "fhirUser" in scopes.special:
+            body["fhirUser"] = absolute_fhir_user(self.settings, account.fhir_user)
+        if scopes.wants_refresh or refresh:
+            body["refresh_token"] = await self._new_refresh_token(conn, grant_id)
+        if "openid" in scopes.special:
+            body["id_token"] = await issue_id_token(
+                conn, self.settings, subject=account.subject, client_id=client.client_id,
+                fhir_user=account.fhir_user if "fhirUser" in scopes.special else None, nonce=nonce)
+        return body
+
+    async def _new_refresh_token(self, conn: AsyncConnection, grant_id: str) -> str:
+        token = secrets.token_urlsafe(32)
+        now = dates.utcnow()
+        await conn.execute(REFRESH.insert(), {
+            "token_hash": digest(token), "grant_id": grant_id, "created_at": now,
+            "expires_at": now + timedelta(days=self.settings.refresh_token_days), "used_at": None})
+        return token
+
+    async def _refresh_row(self, conn: AsyncConnection, token: str) -> Any:
+        return (await conn.execute(
+            select(REFRESH, GRANTS.c.client_id, GRANTS.c.account_pk, GRANTS.c.scope,
+                   GRANTS.c.patient, GRANTS.c.revoked_at)
+            .join(GRANTS, GRANTS.c.id == REFRESH.c.grant_id)
+            .where(REFRESH.c.token_hash == digest(token)))).first()
+
+    async def _live_account(self, conn: AsyncConnection, account_pk: int,
+                            revoked_at: datetime | None) -> AccountRow:
+        if revoked_at is not None:
+            raise OAuthError("invalid_grant", "The authorization was revoked")
+        account = await account_by_pk(conn, account_pk)
+        if account is None or account.disabled:
+            raise OAuthError("invalid_grant", "The account is disabled")
+        return account
+
+    async def _revoke_grant(self, conn: AsyncConnection, grant_id: str) -> None:
+        await conn.execute(update(GRANTS).where(GRANTS.c.id == grant_id, GRANTS.c.revoked_at.is_(None))
+                           .values(revoked_at=dates.utcnow()))
+
+    # -- client authentication -------------------------------------------------------------
+    async def _client(self, conn: AsyncConnection, form: Mapping[str, str]) -> ClientRow:
+        """Public clients name themselves; backend clients prove it with a signed assertion."""
+        assertion_type, assertion = form.get("client_assertion_type"), form.get("client_assertion")
+        if assertion_type or assertion:
+            if assertion_type != JWT_BEARER or not assertion:
+                raise OAuthError("invalid_client", f"client_assertion_type must be {JWT_BEARER}", 401)
+            return await self._assertion_client(conn, assertion, form.get("client_id"))
+        client_id = form.get("client_id")
+        client = await find_client(conn, client_id) if client_id else None
+        if client is None or client.disabled:
+            raise OAuthError("invalid_client", "Unknown client", 401)
+        if client.kind != "public":
+            raise OAuthError("invalid_client", "This client authenticates with private_key_jwt", 401)
+        return client
+
+    async def _assertion_client(self, conn: AsyncConnection, assertion: str,
+                                claimed_id: str | None) -> ClientRow:
+        """private_key_jwt (RFC 7523, SMART Backend Services): iss = sub = client_id, aud = the
+        token endpoint, exp at most a few minutes ahead, jti never seen before."""
+        try:
+            alg, kid = read_header(assertion, ASSERTION_ALGS)
+            client_id = unverified_claims(assertion).get("iss")
+        except TokenError as exc:
+            raise OAuthError("invalid_client", f"Client assertion: {exc}", 401) from exc
+        if not isinstance(client_id, str) or (claimed_id and claimed_id != client_id):
+            raise OAuthError("invalid_client", "Client assertion: iss must be the client_id", 401)
+        client = await find_client(conn, client_id)
+        if client is None or client.disabled or client.jwks is None:
+            raise OAuthError("invalid_client", "Unknown client or no registered keys", 401)
+        key = _client_key(client.jwks, kid)
+        if key is None:
+            raise OAuthError("invalid_client", "Client assertion: kid is not among the registered keys", 401)
+        skew = self.settings.token_clock_skew_seconds
+        try:
+            claims = verified_claims(assertion, key, alg)
+            check_claims(claims, issuer=client_id, audience=self.token_endpoint, leeway=skew,
+                         essential=("exp", "sub", "jti"))
+        except TokenError as exc:
+            raise OAuthError("invalid_client", f"Client assertion: {exc}", 401) from exc
+        if claims.get("sub") != client_id:
+            raise OAuthError("invalid_client", "Client assertion: sub must be the client_id", 401)
+        exp, jti = claims["exp"], claims["jti"]
+        if exp > time.time() + self.settings.client_assertion_max_seconds + skew:
+            raise OAuthError("invalid_client", "Client assertion: exp is too far ahead", 401)
+        if len(jti) > 255:
+            raise OAuthError("invalid_client", "Client assertion: jti is too long", 401)
+        now = dates.utcnow()
+        await conn.execute(delete(USED).where(USED.c.expires_at < now))
+        try:
+            async with conn.begin_nested():
+                await conn.execute(USED.insert(), {
+                    "client_id": client_id, "jti": jti,
+                    "expires_at": now + timedelta(seconds=max(0, exp - time.time()) + skew)})
+        except IntegrityError as exc:
+            raise OAuthError("invalid_client", "Client assertion: this jti was already used", 401) \
+                from exc
+        return client
+
+    # -- revocation and introspection ---------------------------------------------------------
+    async def revoke(self, form: Mapping[str, str]) -> None:
+        """RFC 7009: revoke a refresh token (its whole grant) or one access token. Unknown or
+        foreign tokens are ignored, so the answer does not reveal anything."""
+        token = form.get("token")
+        async with transaction(self.engine, write=True) as conn:
+            client = await self._client(conn, form)
+            if not token:
+                raise OAuthError("invalid_request", "token is required")
+            if token.count(".") == 2:
+                claims = await self._own_access_claims(conn, token, check_expiry=False)
+                if claims is not None and claims.get("client_id") == client.client_id:
+                    await self._revoke_access(conn, claims)
+                return
+            row = await self._refresh_row(conn, token)
+            if row is not None and row.client_id == client.client_id:
+                await self._revoke_grant(conn, row.grant_id)
+
+    async def _revoke_access(self, conn: AsyncConnection, claims: dict[str, Any]) -> None:
+        jti = claims.get("jti")
+        if not isinstance(jti, str) or (await conn.execute(
+                select(REVOKED.c.jti).where(REVOKED.c.jti == jti))).first():
+            return
+        await conn.execute(delete(REVOKED).where(REVOKED.c.expires_at < dates.utcnow()))
+        expires = dates.utcnow() + timedelta(seconds=max(0, int(claims.get("exp", 0)) - time.time()))
+        try:
+            async with conn.begin_nested():
+                await conn.execute(REVOKED.insert(), {"jti": jti, "expires_at": expires})
+        except IntegrityError:
+            return  # revoked concurrently: the outcome is the same
+
+    async def introspect(self, form: Mapping[str, str]) -> dict[str, Any]:
+        """RFC 7662, for the client the token was issued to; anything else is inactive."""
+        token = form.get("token")
+        async with transaction(self.engine, write=True) as conn:
+            client = await self._client(conn, form)
+            if not token:
+                raise OAuthError("invalid_request", "token is required")
+            if token.count(".") == 2:
+                claims = await self._own_access_claims(conn, token, check_expiry=True)
+                if claims is None or claims.get("client_id") != client.client_id:
+                    return {"active": False}
+                if await is_revoked(conn, claims.get("jti"), claims.get("sid")):
+                    return {"active": False}
+                keep = ("scope", "client_id", "sub", "exp", "iat", "iss", "aud", "jti", "fhirUser",
+                        "patient", "role")
+                return {"active": True, "token_type": "Bearer",
+                        **{k: claims[k] for k in keep if k in claims}}
+            row = await self._refresh_row(conn, token)
+            if (row is None or row.client_id != client.client_id or row.used_at is not None
+                    or row.revoked_at is not None or row.expires_at < dates.utcnow()):
+                return {"active": False}
+            account = await account_by_pk(conn, row.account_pk)
+            return {"active": True, "token_type": "refresh_token", "scope": row.scope,
+                    "client_id": row.client_id, "sub": account.subject if account else None,
+                    "exp": int(row.expires_at.replace(tzinfo=UTC).timestamp()),
+                    "iss": self.issuer}
+
+    async def _own_access_claims(self, conn: AsyncConnection, token: str,
+                                 check_expiry: bool) -> dict[str, Any] | None:
+        """Claims of an access token this server signed (optionally ignoring expiry); None if not."""
+        try:
+            alg, kid = read_header(token, ACCESS_TOKEN_ALGS)
+            found = await key_cache(self.settings.resolved_database_url()).get(conn, kid)
+            if found is None or found[1] != alg:
+                return None
+            claims = verified_claims(token, found[0], alg)
+            check_claims(claims, issuer=self.issuer, audience=self.settings.resolved_audience(),
+                         leeway=self.settings.token_clock_skew_seconds if check_expiry else 10**9,
+                         essential=("exp", "sub", "jti"))
+        except TokenError:
+            return None
+        return claims
+
+    # -- keys --------------------------------------------------------------------------------
+    async def jwks(self) -> dict[str, Any]:
+        async with transaction(self.engine) as conn:
+            keys = await public_jwks(conn)
+        if keys["keys"]:
+            return keys
+        async with transaction(self.engine, write=True) as conn:
+            await signing_key(conn)
+            return await public_jwks(conn)
+
+
+def _client_key(jwks: dict[str, Any], kid: str) -> Key | None:
+    try:
+        keyset = KeySet.import_key_set(jwks)  # type: ignore[arg-type]
+    except (JoseError, ValueError, KeyError, TypeError):
+        return None
+    return next((k for k in keyset if k.kid == kid), None)
+

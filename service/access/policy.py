@@ -1,0 +1,255 @@
+"""Access policies built from a token: what its SMART scopes allow, as SQL and as checks.
+
+`ScopePolicy` is only the scope half of "scope AND consent AND policy": it never widens
+anything, and `Policies` ANDs it with whatever else applies (consent is one more policy in the
+list), so each policy can be written and tested on its own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, exists, false, not_, or_, select
+
+from ..fhir.outcome import FhirError
+from ..store.access import AccessPolicy, PolicyBase, WriteIntent
+from ..store.indexer import Indexer
+from ..store.searchparams import SearchParamRegistry
+from ..store.tables import Compartment, IdxToken
+from .principal import Principal
+from .scopes import ACTION_PERMISSION, ResourceScope
+
+COMP = Compartment.__table__
+TOKEN = IdxToken.__table__
+WRITE_PERMISSION = {"create": "c", "update": "u", "delete": "d"}
+
+
+def forbidden(diagnostics: str) -> FhirError:
+    """403: the token is valid but does not allow this (RFC 6750 insufficient_scope)."""
+    return FhirError(403, "forbidden", diagnostics,
+                     headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'})
+
+
+def in_compartment(pk: Any, patient: str) -> ColumnElement[bool]:
+    """The resource at `pk` belongs to `patient`'s compartment (CompartmentDefinition/patient)."""
+    c = COMP.alias()
+    return exists(select(c.c.resource_pk).where(c.c.resource_pk == pk, c.c.patient_id == patient))
+
+
+class ScopePolicy(PolicyBase):
+    """Enforces one principal's SMART scopes; nothing about consent or labels.
+
+    - patient/ scopes cover only the compartment of the token's patient; without a patient
+      context they cover nothing;
+    - user/ and system/ scopes restrict resource types and actions, not rows (consent does);
+    - a patient (fhirUser Patient/...) sees and writes nothing outside their own compartment,
+      whatever the scopes say;
+    - granular scopes (`?category=system|code`) cover only resources whose token search
+      parameter matches; what cannot be compiled covers nothing.
+    """
+
+    def __init__(self, principal: Principal, registry: SearchParamRegistry | None = None) -> None:
+        self.principal = principal
+        self.registry = registry
+        self.patient = self._patient()
+        self.scopes = tuple(s for s in principal.scopes.resources
+                            if s.context != "patient" or self.patient is not None)
+
+    def _patient(self) -> str | None:
+        p = self.principal
+        fhir_user = p.fhir_user or ""
+        own = fhir_user.split("/", 1)[1] if fhir_user.startswith("Patient/") else None
+        if own is not None and p.patient is not None and p.patient != own:
+            return None  # a patient's token bound to someone else's record: trust neither
+        return p.compartment_patient
+
+    # -- AccessPolicy ---------------------------------------------------------------------
+    def check_type(self, resource_type: str | None, action: str) -> None:
+        permission = ACTION_PERMISSION.get(action, action)
+        if resource_type is None:
+            ok = any(permission in s.permissions for s in self.scopes)
+        else:
+            ok = any(s.grants(resource_type, permission) for s in self.scopes)
+        if not ok:
+            target = resource_type or "any resource type"
+            raise forbidden(f"The token's scopes do not allow {action} on {target}")
+
+    def visible(self, pk: Any, resource_type: Any) -> ColumnElement[bool] | None:
+        readable = [s for s in self.scopes if s.permissions & {"r", "s"}]
+        predicate = self._union(readable, pk, resource_type)
+        if self.principal.is_patient:
+            if self.patient is None:
+                return false()
+            # Their own record, and what belongs to no one's record (forms to fill in, the
+            # directory of professionals); never another patient's data.
+            confined = or_(in_compartment(pk, self.patient), not_(in_some_record(pk)))
+            return confined if predicate is None else and_(predicate, confined)
+        return predicate
+
+    def check_write(self, intent: WriteIntent) -> None:
+        permission = WRITE_PERMISSION[intent.action]
+        granting = [s for s in self.scopes if s.grants(intent.resource_type, permission)]
+        if not granting:
+            raise forbidden(f"The token's scopes do not allow {intent.action} on {intent.resource_type}")
+        if self.principal.is_patient and not self._own(intent):
+            raise forbidden("A patient can only write resources in their own record")
+        if not any(self._write_covered(s, intent) for s in granting):
+            raise forbidden(f"The token's scopes do not allow this {intent.action}: the resource is "
+                            "outside the patient or the categories the token is limited to")
+
+    # -- helpers ----------------------------------------------------------------------------
+    def _own(self, intent: WriteIntent) -> bool:
+        return self.patient is not None and bool(intent.patients) and intent.patients <= {self.patient}
+
+    def _write_covered(self, scope: ResourceScope, intent: WriteIntent) -> bool:
+        if scope.context == "patient" and not self._own(intent):
+            return False
+        if scope.params:
+            return intent.resource is not None and self._resource_matches(scope, intent.resource)
+        return True
+
+    def _union(self, scopes: Sequence[ResourceScope], pk: Any, rtype: Any) -> ColumnElement[bool] | None:
+        """OR over scopes; None when one of them restricts nothing."""
+        clauses: list[ColumnElement[bool]] = []
+        for context in ("user", "system", "patient"):
+            plain = {s.resource_type for s in scopes if s.context == context and not s.params}
+            if not plain:
+                continue
+            conds: list[ColumnElement[bool]] = []
+            if "*" not in plain:
+                conds.append(rtype.in_(sorted(plain)))
+            if context == "patient":
+                assert self.patient is not None
+                conds.append(in_compartment(pk, self.patient))
+            if not conds:
+                return None
+            clauses.append(and_(*conds))
+        for s in scopes:
+            if s.params:
+                conds = [rtype == s.resource_type, self._granular(s, pk)]
+                if s.context == "patient":
+                    assert self.patient is not None
+                    conds.append(in_compartment(pk, self.patient))
+                clauses.append(and_(*conds))
+        return or_(*clauses) if clauses else false()
+
+    def _token_params(self, scope: ResourceScope) -> list[tuple[str, list[str]]] | None:
+        """(index key, values) per granular parameter, or None when one cannot be enforced."""
+        if scope.resource_type == "*" or self.registry is None:
+            return None
+        out = []
+        for code, value in scope.params:
+            param = self.registry.get(scope.resource_type, code)
+            if param is None or param.type != "token":
+                return None
+            out.append((param.key, value.split(",")))
+        return out
+
+    def _granular(self, scope: ResourceScope, pk: Any) -> ColumnElement[bool]:
+        params = self._token_params(scope)
+        if params is None:
+            return false()
+        conds = []
+        for key, values in params:
+            t = TOKEN.alias()
+            matches = [_token_value(t.c.system, t.c.code, v) for v in values]
+            conds.append(exists(select(t.c.pk).where(t.c.resource_pk == pk, t.c.param == key,
+                                                     or_(*matches))))
+        return and_(*conds)
+
+    def _resource_matches(self, scope: ResourceScope, resource: dict[str, Any]) -> bool:
+        """The same granular test on a resource about to be written, from its index rows."""
+        params = self._token_params(scope)
+        if params is None or self.registry is None:
+            return False
+        rows = Indexer(self.registry).index({"id": "x", **resource}).rows.get("token", [])
+        for key, values in params:
+            if not any(r["param"] == key and _row_matches(r, v) for r in rows for v in values):
+                return False
+        return True
+
+
+def _token_value(system: Any, code: Any, value: str) -> ColumnElement[bool]:
+    """Token search semantics (`code`, `system|code`, `|code`, `system|`)."""
+    if "|" not in value:
+        return code == value
+    sys, _, c = value.partition("|")
+    if sys and c:
+        return and_(system == sys, code == c)
+    if sys:
+        return system == sys
+    return and_(code == c, system.is_(None))
+
+
+def _row_matches(row: dict[str, Any], value: str) -> bool:
+    if "|" not in value:
+        return bool(row.get("code") == value)
+    sys, _, c = value.partition("|")
+    if sys and c:
+        return bool(row.get("system") == sys and row.get("code") == c)
+    if sys:
+        return bool(row.get("system") == sys)
+    return bool(row.get("code") == c and row.get("system") is None)
+
+
+def in_some_record(pk: Any) -> ColumnElement[bool]:
+    """True when the resource at `pk` belongs to some patient's compartment."""
+    c = COMP.alias()
+    return exists(select(c.c.resource_pk).where(c.c.resource_pk == pk))
+
+
+class RecordRules(PolicyBase):
+    """Rules about the record itself that hold for every caller: the audit trail is written by
+    the server and never changed or deleted through the API."""
+
+    def __init__(self, principal: Principal) -> None:
+        self.principal = principal
+
+    def check_write(self, intent: WriteIntent) -> None:
+        if intent.resource_type != "AuditEvent":
+            return
+        if intent.action != "create" or self.principal.role != "service":
+            raise forbidden("AuditEvents are written by the server and cannot be changed or deleted")
+
+
+
+class Policies:
+    """Several policies at once: every check runs, visibility predicates are ANDed; the audit
+    trail, when there is one, follows the request through its life cycle."""
+
+    def __init__(self, all_of: Sequence[AccessPolicy], trail: Any = None) -> None:
+        self.all_of = list(all_of)
+        self.trail = trail
+
+    def visible(self, pk: Any, resource_type: Any) -> ColumnElement[bool] | None:
+        predicates = [p for p in (policy.visible(pk, resource_type) for policy in self.all_of)
+                      if p is not None]
+        if not predicates:
+            return None
+        return predicates[0] if len(predicates) == 1 else and_(*predicates)
+
+    def check_write(self, intent: WriteIntent) -> None:
+        for policy in self.all_of:
+            policy.check_write(intent)
+
+    def check_type(self, resource_type: str | None, action: str) -> None:
+        for policy in self.all_of:
+            policy.check_type(resource_type, action)
+
+    def start(self, interaction: str, query: str | None = None,
+              target: tuple[str, str] | None = None) -> None:
+        if self.trail is not None:
+            self.trail.start(interaction, query, target)
+
+    def seen(self, resources: list[Any], wrote: bool = False) -> None:
+        if self.trail is not None:
+            self.trail.observe(resources, wrote)
+
+    @property
+    def audited(self) -> bool:
+        return self.trail is not None
+
+    async def complete(self, store: Any, status: int, detail: str | None = None) -> None:
+        if self.trail is not None:
+            await self.trail.finish(store, status, detail)

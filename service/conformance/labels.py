@@ -1,0 +1,136 @@
+"""Security labels computed from content by the rules in `profiles/rules/security-labels.json`.
+
+The computed labels are a floor: they are added to whatever the client sent, a client label of
+our data-category system survives only as an addition, and the store keeps every label an
+earlier version had. So nothing a writer does can make a resource visible to more readers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ..fhir.outcome import FhirError, Issue
+from .validator import codings_of
+
+
+@dataclass(frozen=True)
+class Condition:
+    kind: str  # profile | code | codeSystem | category | questionnaire
+    system: str | None = None
+    code: str | None = None
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    types: frozenset[str] | None
+    any_of: tuple[Condition, ...]
+    labels: tuple[str, ...]
+
+
+def _condition(data: dict[str, Any]) -> Condition:
+    if "profile" in data:
+        return Condition("profile", url=data["profile"].split("|")[0])
+    if "questionnaire" in data:
+        return Condition("questionnaire", url=data["questionnaire"].split("|")[0])
+    if "codeSystem" in data:
+        return Condition("codeSystem", system=data["codeSystem"])
+    for kind in ("code", "category"):
+        if kind in data:
+            return Condition(kind, system=data[kind]["system"], code=data[kind]["code"])
+    raise ValueError(f"unknown security-label condition {data}")
+
+
+def _codings(value: Any) -> list[tuple[str | None, str | None]]:
+    values = value if isinstance(value, list) else [value]
+    return [pair for v in values for pair in codings_of(v)]
+
+
+class SecurityLabeler:
+    """The rules file, parsed once; `labels_for` is pure and `apply` is the write check."""
+
+    def __init__(self, rules: dict[str, Any], compartment_types: frozenset[str],
+                 displays: dict[str, str] | None = None) -> None:
+        self.system: str = rules["system"]
+        self.rules = tuple(
+            Rule(r["id"], frozenset(r["match"]["resourceType"]) if "resourceType" in r["match"]
+                 else None, tuple(_condition(c) for c in r["match"].get("anyOf", [])),
+                 tuple(r["labels"]))
+            for r in rules["rules"])
+        self.default = tuple(rules.get("default", {}).get("labels", []))
+        self.exempt = frozenset(rules.get("exempt", []))
+        self.compartment_types = compartment_types
+        self.displays = displays
+        """code -> display of the data-category CodeSystem; None when it is not shipped."""
+
+    @classmethod
+    def from_file(cls, path: Path, compartment_types: frozenset[str],
+                  displays: dict[str, str] | None = None) -> SecurityLabeler:
+        return cls(orjson.loads(path.read_bytes()), compartment_types, displays)
+
+    def labels_for(self, resource: dict[str, Any]) -> list[str]:
+        """The data-category codes the content calls for, in rule order, without duplicates."""
+        rtype = resource.get("resourceType")
+        if rtype in self.exempt:
+            return []
+        out: list[str] = []
+        for rule in self.rules:
+            if rule.types is not None and rtype not in rule.types:
+                continue
+            if rule.any_of and not any(self._holds(c, resource) for c in rule.any_of):
+                continue
+            out += [label for label in rule.labels if label not in out]
+        if not out and rtype in self.compartment_types:
+            out = list(self.default)
+        return out
+
+    @staticmethod
+    def _holds(cond: Condition, resource: dict[str, Any]) -> bool:
+        if cond.kind == "profile":
+            meta = resource.get("meta") or {}
+            return any(isinstance(p, str) and p.split("|")[0] == cond.url
+                       for p in meta.get("profile") or [])
+        if cond.kind == "questionnaire":
+            q = resource.get("questionnaire")
+            return isinstance(q, str) and q.split("|")[0] == cond.url
+        if cond.kind == "category":
+            return (cond.system, cond.code) in _codings(resource.get("category"))
+        codes = _codings(resource.get("code"))
+        for comp in resource.get("component") or []:
+            if isinstance(comp, dict):
+                codes += _codings(comp.get("code"))
+        if cond.kind == "code":
+            return (cond.system, cond.code) in codes
+        return any(s == cond.system for s, _ in codes)
+
+    def apply(self, resource: dict[str, Any]) -> dict[str, Any]:
+        """Write check: add the computed labels to meta.security (client labels of other
+        systems and additional labels of ours are kept; an unknown code of ours is refused)."""
+        rtype = str(resource.get("resourceType"))
+        meta = dict(resource.get("meta") or {})
+        security = [s for s in meta.get("security") or [] if isinstance(s, dict)]
+        for i, label in enumerate(security):
+            if (label.get("system") == self.system and self.displays is not None
+                    and label.get("code") not in self.displays):
+                where = f"{rtype}.meta.security[{i}]"
+                raise FhirError(422, "code-invalid", f"{where}: '{label.get('code')}' is not a "
+                                f"code of {self.system}", issues=[Issue(
+                                    "code-invalid", f"'{label.get('code')}' is not a code of "
+                                    f"{self.system}", expression=[where])])
+        present = {(s.get("system"), s.get("code")) for s in security}
+        added = [self._coding(code) for code in self.labels_for(resource)
+                 if (self.system, code) not in present]
+        if not added:
+            return resource
+        meta["security"] = security + added
+        return {**resource, "meta": meta}
+
+    def _coding(self, code: str) -> dict[str, str]:
+        display = (self.displays or {}).get(code)
+        coding = {"system": self.system, "code": code}
+        return {**coding, "display": display} if display else coding
