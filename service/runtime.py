@@ -85,6 +85,7 @@ class Runtime:
                 async with conn.begin():
                     store = ResourceStore(conn, self.store_config, access)
                     yield store
+                    await store.flush()
                     await access.complete(store, 200)
             except FhirError as exc:
                 failure = exc

@@ -6,31 +6,39 @@ together and a read that cannot be audited does not happen. A failed request is 
 transaction of its own after the rollback. Each AuditEvent names the patient(s) as entities,
 which puts it in their compartment: `AuditEvent?patient=...` is the patient's answer to "who
 looked at my work data, when, and why".
+
+A professional's write into a patient's record (under a Consent that permits writing) also
+leaves a Provenance per resource written: who wrote it, on whose behalf (the patient), and under
+which Consent(s) (`policy`). It commits with the write, like the AuditEvent.
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, insert, select
 
 from ..fhir import dates
 from ..store.access import SystemAccess
 from ..store.records import StoredResource
 from ..store.repository import ResourceStore
-from ..store.tables import Compartment, Resource
+from ..store.tables import Compartment, Resource, ResourceLabel
 from .principal import Principal
 
-COMP = Compartment.__table__
+COMP = cast(Table, Compartment.__table__)
 RES = Resource.__table__
+LABEL = ResourceLabel.__table__
+DATA_CATEGORY = "https://pgo-work.nl/fhir/CodeSystem/data-category"
 AUDIT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
 INTERACTION = "http://hl7.org/fhir/restful-interaction"
 ACTIONS = {"read": "R", "vread": "R", "search-type": "E", "search-system": "E", "history-instance": "R",
            "history-type": "R", "history-system": "R", "create": "C", "update": "U", "patch": "U",
            "delete": "D", "transaction": "E", "batch": "E", "operation": "E"}
 MAX_ENTITIES = 200
+PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
+DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
 
 
 @dataclass
@@ -47,6 +55,10 @@ class AuditTrail:
     target: tuple[str, str] | None = None
     consent_lookup: Any = None
     """A function patient -> Consent ids that grant this caller access (from ConsentPolicy)."""
+    write_consent_lookup: Any = None
+    """A function patient -> Consent ids that permitted this caller's writes; set for callers
+    who write under consent (professionals), whose writes get a Provenance."""
+    wrote: dict[int, StoredResource] = field(default_factory=dict)
 
     def start(self, interaction: str, query: str | None = None,
               target: tuple[str, str] | None = None) -> None:
@@ -58,6 +70,8 @@ class AuditTrail:
         target = self.written if wrote else self.seen
         for r in resources:
             target[r.pk] = r.ref
+            if wrote:
+                self.wrote[r.pk] = r
 
     async def _patients(self, store: ResourceStore, failed: bool) -> set[str]:
         pks = list({**self.seen, **self.written})
@@ -79,16 +93,65 @@ class AuditTrail:
 
     async def finish(self, store: ResourceStore, outcome: int, detail: str | None = None) -> None:
         """Write the AuditEvent when the request touched a patient's record."""
-        patients = await self._patients(store, outcome >= 400)
-        touched = (self.seen, self.written)
-        self.seen, self.written = {}, {}  # a batch completes once per entry
+        failed = outcome >= 400
+        patients = await self._patients(store, failed)
+        # What a failed request wrote was rolled back: it never existed, so it is not named.
+        touched, wrote = (self.seen, {} if failed else self.written), self.wrote
+        # A batch completes once per entry.
+        self.seen, self.written, self.wrote, self.patients_hint = {}, {}, {}, set()
         if not patients:
             return
         if self.consent_lookup is not None:
             for patient in patients:
                 self.consents.update(self.consent_lookup(patient))
         event = self.event(patients, outcome, detail, touched)
-        await ResourceStore(store.conn, store.config, SystemAccess()).create(event)
+        system = ResourceStore(store.conn, store.config, SystemAccess())
+        await system.create(event)
+        await system.flush()
+        if not failed and self.write_consent_lookup is not None and wrote:
+            for patient, provenance in await self._provenances(store, wrote):
+                stored = await system.create(provenance)
+                # R4 would put it in no compartment (it targets the resource, not the Patient):
+                # it belongs to the record it tells about, labelled as what it targets, so the
+                # patient sees it and others only as far as they may see what was written.
+                await system.flush()
+                await store.conn.execute(insert(COMP).values(resource_pk=stored.pk,
+                                                             patient_id=patient))
+
+    async def _provenances(self, store: ResourceStore,
+                           wrote: dict[int, StoredResource]) -> list[tuple[str, dict[str, Any]]]:
+        """(patient, Provenance) per resource written into a patient's record."""
+        rows = await store.conn.execute(select(COMP.c.resource_pk, COMP.c.patient_id).where(
+            COMP.c.resource_pk.in_(list(wrote))))
+        owners: dict[int, set[str]] = {}
+        for row in rows:
+            owners.setdefault(row.resource_pk, set()).add(row.patient_id)
+        labels: dict[int, list[dict[str, str]]] = {}
+        for row in await store.conn.execute(select(LABEL).where(
+                LABEL.c.resource_pk.in_(list(owners)), LABEL.c.system == DATA_CATEGORY)):
+            labels.setdefault(row.resource_pk, []).append({"system": row.system, "code": row.code})
+        p = self.principal
+        who: dict[str, Any] = {"reference": p.fhir_user} if p.fhir_user else {
+            "type": "Device", "identifier": {"system": "urn:ietf:rfc:6749#client_id",
+                                             "value": p.client_id or p.subject or "unknown"}}
+        out = []
+        for pk, resource in wrote.items():
+            activity = "DELETE" if resource.deleted else ("CREATE" if resource.version_id == 1
+                                                          else "UPDATE")
+            for patient in sorted(owners.get(pk, ())):
+                consents = sorted(self.write_consent_lookup(patient))
+                out.append((patient, {
+                    "resourceType": "Provenance",
+                    "id": str(uuid.uuid4()),
+                    **({"meta": {"security": labels[pk]}} if pk in labels else {}),
+                    "target": [{"reference": f"{resource.ref}/_history/{resource.version_id}"}],
+                    "recorded": dates.to_instant(resource.last_updated),
+                    **({"policy": [f"Consent/{c}" for c in consents]} if consents else {}),
+                    "activity": {"coding": [{"system": DATA_OPERATION, "code": activity}]},
+                    "agent": [{"type": {"coding": [{"system": PARTICIPANT, "code": "author"}]},
+                               "who": who, "onBehalfOf": {"reference": f"Patient/{patient}"}}],
+                }))
+        return out
 
     def event(self, patients: set[str], outcome: int, detail: str | None,
               touched: tuple[dict[int, str], dict[int, str]]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from ..fhir import dates
 from ..fhir.outcome import FhirError
 from ..store.access import PolicyBase, WriteIntent
 from ..store.tables import Compartment, IdxDate, IdxToken, ResourceLabel
+from .policy import in_some_record
 
 COMP = Compartment.__table__
 LABEL = ResourceLabel.__table__
@@ -265,6 +266,8 @@ class ConsentPolicy(PolicyBase):
     def __init__(self, caller: Caller, consents: list[ConsentRule]) -> None:
         self.caller = caller
         self.consents = consents
+        self.write_consents: dict[str, set[str]] = {}
+        """patient -> the Consents that permitted this request's writes (for Provenance)."""
 
     def consent_ids(self, patient: str) -> list[str]:
         """The caller's consents from this patient (recorded in the audit trail)."""
@@ -294,13 +297,23 @@ class ConsentPolicy(PolicyBase):
                                         LABEL.c.code.in_(sorted(never)))))
 
     def visible(self, pk: Any, resource_type: Any) -> ColumnElement[bool] | None:
-        outside_records = not_(exists().where(COMP.c.resource_pk == pk))
+        outside_records = not_(in_some_record(pk))
         allowed = or_(outside_records, self._granted(pk, resource_type, "read"))
         never = self._never(pk)
         return allowed if never is None else and_(allowed, never)
 
     def check_type(self, resource_type: str | None, action: str) -> None:
         return None
+
+    def may_read(self, patient: str, resource_type: str, categories: frozenset[str]) -> bool:
+        """Python twin of the read predicate for a resource that may or may not exist: true
+        only when a permit covers all of it (a permit narrowed to codes or a data period covers
+        part, so it does not count) and no exception could take part of it away."""
+        never = {c for r in self.caller.rule_roles for c in r.get("never", [])}
+        if categories & never:
+            return False
+        return any(self._write_permitted(rule.root, resource_type, set(categories), False, "read")
+                   for rule in self.consents if rule.patient == patient)
 
     def check_write(self, intent: WriteIntent) -> None:
         """Writes into a patient's record need a write permit covering what is written."""
@@ -314,44 +327,54 @@ class ConsentPolicy(PolicyBase):
         if categories & never:
             raise FhirError(403, "forbidden", "This role may not record data of that category")
         for patient in intent.patients:
-            if not any(self._write_permitted(rule.root, intent.resource_type, categories, False)
-                       for rule in self.consents if rule.patient == patient):
+            permitting = {rule.id for rule in self.consents if rule.patient == patient
+                          and self._write_permitted(rule.root, intent.resource_type, categories, False)}
+            if not permitting:
                 raise FhirError(403, "forbidden",
                                 f"No consent of Patient/{patient} permits you to write this")
-        self.write_consents = sorted({r.id for r in self.consents if r.patient in intent.patients})
+            self.write_consents.setdefault(patient, set()).update(permitting)
+
+    def consents_for_writes(self, patient: str) -> list[str]:
+        """The Consents under which this request wrote into the patient's record."""
+        return sorted(self.write_consents.get(patient, ()))
 
     def _write_permitted(self, node: Provision, rtype: str, categories: set[str],
-                         parent_permits: bool) -> bool:
-        """Python twin of `_permits` for one resource about to be written."""
+                         parent_permits: bool, action: str = "write") -> bool:
+        """Python twin of `_permits` for one resource about to be written (or, with action
+        read, for every resource of a kind: `may_read`)."""
         permits_here = (node.type == "permit") if node.type else parent_permits
-        if not self._covers(node, rtype, categories):
+        if not self._covers(node, rtype, categories, action):
             return False
         if permits_here:
             if not node.named:
                 return False
-            return not any(self._write_denied(c, rtype, categories, True) for c in node.children)
-        return any(self._write_permitted(c, rtype, categories, False) for c in node.children)
+            return not any(self._write_denied(c, rtype, categories, True, action)
+                           for c in node.children)
+        return any(self._write_permitted(c, rtype, categories, False, action)
+                   for c in node.children)
 
     def _write_denied(self, node: Provision, rtype: str, categories: set[str],
-                      parent_permits: bool) -> bool:
+                      parent_permits: bool, action: str = "write") -> bool:
         permits_here = (node.type == "permit") if node.type else parent_permits
-        if not self._covers(node, rtype, categories):
+        if not self._covers(node, rtype, categories, action):
             return False
         if not permits_here:
-            return not any(self._write_permitted(c, rtype, categories, False) for c in node.children)
-        return any(self._write_denied(c, rtype, categories, True) for c in node.children)
+            return not any(self._write_permitted(c, rtype, categories, False, action)
+                           for c in node.children)
+        return any(self._write_denied(c, rtype, categories, True, action) for c in node.children)
 
-    def _covers(self, node: Provision, rtype: str, categories: set[str]) -> bool:
+    def _covers(self, node: Provision, rtype: str, categories: set[str],
+                action: str = "write") -> bool:
         if not node.applies or not node.active:
             return False
-        if node.actions is not None and "write" not in node.actions:
+        if node.actions is not None and action not in node.actions:
             return False
         if node.types is not None and rtype not in node.types:
             return False
         if node.types is None and node.type == "permit" and rtype in rules()["notByBroadGrant"]:
             return False
         if node.type == "permit" and (node.codes is not None or node.data_period is not None):
-            return False  # a permit narrowed to codes or a data period never grants writing
+            return False  # narrowed to codes or a data period: never grants writing, covers part
         if node.labels is not None:
             return categories <= node.labels if node.type == "permit" else bool(categories & node.labels)
         explicit_only = {c for r in self.caller.rule_roles for c in r.get("explicitOnly", [])}

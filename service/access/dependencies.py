@@ -83,6 +83,7 @@ async def build_policy(principal: Principal, rt: Runtime, client_address: str | 
             consents = await load_consents(conn, caller, dates.utcnow())
         consent = ConsentPolicy(caller, consents)
         trail.consent_lookup = consent.consent_ids
+        trail.write_consent_lookup = consent.consents_for_writes
         policies.append(consent)
     return Policies(all_of=policies, trail=trail)
 

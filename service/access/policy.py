@@ -15,13 +15,18 @@ from sqlalchemy import ColumnElement, and_, exists, false, not_, or_, select
 from ..fhir.outcome import FhirError
 from ..store.access import AccessPolicy, PolicyBase, WriteIntent
 from ..store.indexer import Indexer
+from ..store.search.compiler import token_match
 from ..store.searchparams import SearchParamRegistry
-from ..store.tables import Compartment, IdxToken
+from ..store.tables import Compartment, IdxReference, IdxToken, Resource, ResourceLabel
 from .principal import Principal
 from .scopes import ACTION_PERMISSION, ResourceScope
 
 COMP = Compartment.__table__
 TOKEN = IdxToken.__table__
+LABEL = ResourceLabel.__table__
+REF = IdxReference.__table__
+RES = Resource.__table__
+DATA_CATEGORY = "https://pgo-work.nl/fhir/CodeSystem/data-category"
 WRITE_PERMISSION = {"create": "c", "update": "u", "delete": "d"}
 
 
@@ -86,6 +91,14 @@ class ScopePolicy(PolicyBase):
             confined = or_(in_compartment(pk, self.patient), not_(in_some_record(pk)))
             return confined if predicate is None else and_(predicate, confined)
         return predicate
+
+    def may_read(self, patient: str, resource_type: str, categories: frozenset[str]) -> bool:
+        """A plain (non-granular) read or search scope covers the type in that record; a
+        granular scope covers only some rows, so it does not count as covering them all."""
+        if self.principal.is_patient and self.patient != patient:
+            return False
+        return any(s.permissions & {"r", "s"} and s.covers_type(resource_type) and not s.params
+                   and (s.context != "patient" or self.patient == patient) for s in self.scopes)
 
     def check_write(self, intent: WriteIntent) -> None:
         permission = WRITE_PERMISSION[intent.action]
@@ -153,7 +166,7 @@ class ScopePolicy(PolicyBase):
         conds = []
         for key, values in params:
             t = TOKEN.alias()
-            matches = [_token_value(t.c.system, t.c.code, v) for v in values]
+            matches = [token_match(t.c.system, t.c.code, None, v) for v in values]
             conds.append(exists(select(t.c.pk).where(t.c.resource_pk == pk, t.c.param == key,
                                                      or_(*matches))))
         return and_(*conds)
@@ -170,18 +183,6 @@ class ScopePolicy(PolicyBase):
         return True
 
 
-def _token_value(system: Any, code: Any, value: str) -> ColumnElement[bool]:
-    """Token search semantics (`code`, `system|code`, `|code`, `system|`)."""
-    if "|" not in value:
-        return code == value
-    sys, _, c = value.partition("|")
-    if sys and c:
-        return and_(system == sys, code == c)
-    if sys:
-        return system == sys
-    return and_(code == c, system.is_(None))
-
-
 def _row_matches(row: dict[str, Any], value: str) -> bool:
     if "|" not in value:
         return bool(row.get("code") == value)
@@ -194,9 +195,23 @@ def _row_matches(row: dict[str, Any], value: str) -> bool:
 
 
 def in_some_record(pk: Any) -> ColumnElement[bool]:
-    """True when the resource at `pk` belongs to some patient's compartment."""
-    c = COMP.alias()
-    return exists(select(c.c.resource_pk).where(c.c.resource_pk == pk))
+    """True when the resource at `pk` is about some patient's record: it belongs to a patient's
+    compartment, or it carries a data-category label, or it is a Provenance of something in a
+    record. The last two catch what the server cannot place in a compartment: patient data of
+    a type it computes no compartment for (a Procedure), and a Provenance (which R4 puts in a
+    compartment only when it targets the Patient itself, yet it tells what was written into a
+    record, by whom). Whose it is cannot be told, so it is no one's to see but the operator's,
+    rather than everyone's."""
+    c, lab = COMP.alias(), LABEL.alias()
+    ref, target, target_comp = REF.alias(), RES.alias(), COMP.alias()
+    provenance_of_record = exists(select(ref.c.pk).join(target, and_(
+        target.c.resource_type == ref.c.target_type, target.c.id == ref.c.target_id)).where(
+        ref.c.resource_pk == pk, ref.c.param == "Provenance.target",
+        exists(select(target_comp.c.resource_pk).where(target_comp.c.resource_pk == target.c.pk))))
+    return or_(exists(select(c.c.resource_pk).where(c.c.resource_pk == pk)),
+               exists(select(lab.c.resource_pk).where(lab.c.resource_pk == pk,
+                                                      lab.c.system == DATA_CATEGORY)),
+               provenance_of_record)
 
 
 class RecordRules(PolicyBase):
@@ -230,12 +245,18 @@ class Policies:
         return predicates[0] if len(predicates) == 1 else and_(*predicates)
 
     def check_write(self, intent: WriteIntent) -> None:
+        if self.trail is not None:
+            # Whose record this write goes into: a refused write is on that record's trail too.
+            self.trail.patients_hint.update(intent.patients)
         for policy in self.all_of:
             policy.check_write(intent)
 
     def check_type(self, resource_type: str | None, action: str) -> None:
         for policy in self.all_of:
             policy.check_type(resource_type, action)
+
+    def may_read(self, patient: str, resource_type: str, categories: frozenset[str]) -> bool:
+        return all(policy.may_read(patient, resource_type, categories) for policy in self.all_of)
 
     def start(self, interaction: str, query: str | None = None,
               target: tuple[str, str] | None = None) -> None:

@@ -104,10 +104,10 @@ class OperationRegistry:
 
 def default_registry() -> OperationRegistry:
     """Every operation pgo-work offers; each module contributes its own `OPERATIONS`."""
-    from . import everything, extract, terminology_ops, validate
+    from . import everything, extract, progress, red_flags, terminology_ops, validate, work_summary
 
     registry = OperationRegistry()
-    for module in (everything, validate, terminology_ops, extract):
+    for module in (everything, validate, terminology_ops, extract, red_flags, progress, work_summary):
         for op in module.OPERATIONS:
             registry.register(op)
     return registry

@@ -36,6 +36,12 @@ class AccessPolicy(Protocol):
     def check_type(self, resource_type: str | None, action: str) -> None:
         """Raise FhirError when the caller may not use this resource type at all."""
 
+    def may_read(self, patient: str, resource_type: str, categories: frozenset[str]) -> bool:
+        """Whether the caller's access as granted (scopes, consents, rules; never the data
+        itself) covers reading every resource of this type with these data categories in this
+        patient's record. Operations that derive conclusions use it to report "not assessable
+        with your access" instead of mistaking data they cannot see for data that is absent."""
+
     # -- the request's life cycle (as HAPI's consent contract: start, see, complete) ------
     def start(self, interaction: str, query: str | None = None,
               target: tuple[str, str] | None = None) -> None:
@@ -63,6 +69,9 @@ class PolicyBase:
 
     def check_type(self, resource_type: str | None, action: str) -> None:
         return None
+
+    def may_read(self, patient: str, resource_type: str, categories: frozenset[str]) -> bool:
+        return True
 
     def start(self, interaction: str, query: str | None = None,
               target: tuple[str, str] | None = None) -> None:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..fhir import dates, ucum
-from .searchparams import SearchParam, SearchParamRegistry
+from .searchparams import SearchParam, SearchParamRegistry, present
 
 
 @dataclass
@@ -62,6 +62,8 @@ class Indexer:
         out = IndexRows()
         for param in self.registry.indexed(rtype):
             assert param.evaluate is not None
+            if not present(resource, param.roots):
+                continue
             try:
                 values = param.evaluate(resource)
             except Exception:  # noqa: BLE001 - an unevaluable path indexes nothing

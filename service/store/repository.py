@@ -42,6 +42,7 @@ VER = cast(Table, ResourceVersion.__table__)
 COMP = cast(Table, Compartment.__table__)
 LABEL = cast(Table, ResourceLabel.__table__)
 INDEXES = cast(dict[str, Table], INDEX_TABLES)
+_PENDING_TABLES: dict[str, Table] = {**INDEXES, "version": VER, "compartment": COMP, "label": LABEL}
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
@@ -64,10 +65,22 @@ class ResourceStore:
         self.config = config
         self.access = access
         self._indexer = Indexer(config.registry, config.base_url)
+        self._pending: dict[str, list[dict[str, Any]]] = {}
+        """Rows of versions, indexes, compartments and labels not yet sent: a transaction
+        Bundle writes each table once instead of once per resource. Every query flushes
+        first, so nothing is ever read around them."""
+
+    async def flush(self) -> None:
+        """Send the pending rows (one multi-row INSERT per table)."""
+        while self._pending:
+            pending, self._pending = self._pending, {}
+            for name, rows in pending.items():
+                await self.conn.execute(insert(_PENDING_TABLES[name]), rows)
 
     # -- reads --------------------------------------------------------------------------
     async def read(self, resource_type: str, rid: str) -> StoredResource:
         """Current version; 404 when unknown or not visible, 410 when deleted."""
+        await self.flush()
         self.access.check_type(resource_type, "read")
         row = await self._current(resource_type, rid)
         if row is None:
@@ -79,6 +92,7 @@ class ResourceStore:
         return row
 
     async def vread(self, resource_type: str, rid: str, version: str) -> StoredResource:
+        await self.flush()
         self.access.check_type(resource_type, "read")
         if not version.isdigit() or len(version) > 9:
             # Versions are 32-bit integers in the schema; a longer number cannot exist.
@@ -97,6 +111,7 @@ class ResourceStore:
         return stored
 
     async def _current(self, resource_type: str, rid: str) -> StoredResource | None:
+        await self.flush()
         r = RES.alias("r")
         stmt = select(r).where(r.c.resource_type == resource_type, r.c.id == rid)
         stmt = self._guard(stmt, r.c.pk, r.c.resource_type)
@@ -234,6 +249,7 @@ class ResourceStore:
         version we compare with If-Match is still current when we write: a concurrent writer
         waits for our commit and then sees our version, instead of failing halfway.
         """
+        await self.flush()
         r = RES.alias("r")
         # Existence and visibility in one statement: two statements would let a concurrent
         # create slip in between and make a new resource look like a hidden one.
@@ -269,39 +285,40 @@ class ResourceStore:
 
     async def _write_version(self, pk: int, rtype: str, rid: str, version: int, now: datetime,
                              method: str, content: str | None) -> None:
-        await self.conn.execute(insert(VER), {
+        self._pending.setdefault("version", []).append({
             "resource_pk": pk, "resource_type": rtype, "id": rid, "version_id": version,
             "last_updated": now, "method": method, "content": content})
 
     async def _clear_indexes(self, pk: int) -> None:
+        for kind in INDEXES:
+            if kind in self._pending:
+                self._pending[kind] = [r for r in self._pending[kind] if r["resource_pk"] != pk]
         for table in INDEXES.values():
             await self.conn.execute(delete(table).where(table.c.resource_pk == pk))
 
     async def _write_indexes(self, pk: int, rows: IndexRows, old_labels: set[tuple[str, str]],
                              old_patients: set[str]) -> None:
         for kind, items in rows.rows.items():
-            await self.conn.execute(insert(INDEXES[kind]),
-                                    [{"resource_pk": pk, **item} for item in items])
-        new_patients = rows.patients - old_patients
-        if new_patients:
-            await self.conn.execute(insert(COMP), [{"resource_pk": pk, "patient_id": p}
-                                                   for p in sorted(new_patients)])
-        new_labels = rows.labels - old_labels
-        if new_labels:
-            await self.conn.execute(insert(LABEL), [{"resource_pk": pk, "system": s, "code": c}
-                                                    for s, c in sorted(new_labels)])
+            self._pending.setdefault(kind, []).extend({"resource_pk": pk, **item} for item in items)
+        for p in sorted(rows.patients - old_patients):
+            self._pending.setdefault("compartment", []).append({"resource_pk": pk, "patient_id": p})
+        for s, c in sorted(rows.labels - old_labels):
+            self._pending.setdefault("label", []).append({"resource_pk": pk, "system": s, "code": c})
 
     async def _labels(self, pk: int) -> set[tuple[str, str]]:
+        await self.flush()
         rows = await self.conn.execute(select(LABEL.c.system, LABEL.c.code).where(
             LABEL.c.resource_pk == pk))
         return {(r.system, r.code) for r in rows}
 
     async def _patients(self, pk: int) -> set[str]:
+        await self.flush()
         rows = await self.conn.execute(select(COMP.c.patient_id).where(COMP.c.resource_pk == pk))
         return {r.patient_id for r in rows}
 
     # -- search -------------------------------------------------------------------------
     async def search(self, req: SearchRequest) -> SearchPage:
+        await self.flush()
         self.access.check_type(req.resource_type, "search")
         r = RES.alias("r")
         compiler = Compiler(self.access.visible, self.config.base_url)
@@ -348,6 +365,7 @@ class ResourceStore:
 
     async def count_matches(self, req: SearchRequest, limit: int = 2) -> list[StoredResource]:
         """Up to `limit` matches of a conditional interaction's criteria (If-None-Exist etc.)."""
+        await self.flush()
         r = RES.alias("r")
         where = Compiler(self.access.visible, self.config.base_url).where(
             r, req.resource_type, req.criteria)
@@ -357,6 +375,7 @@ class ResourceStore:
     # -- history ------------------------------------------------------------------------
     async def history(self, resource_type: str | None, rid: str | None, since: datetime | None,
                       at: datetime | None, count: int, cursor: str | None) -> HistoryPage:
+        await self.flush()
         self.access.check_type(resource_type, "history")
         if rid is not None and resource_type is not None:
             await self._require_exists(resource_type, rid)
@@ -395,12 +414,14 @@ class ResourceStore:
         return HistoryPage(entries, total, next_cursor)
 
     async def _require_exists(self, resource_type: str, rid: str) -> None:
+        await self.flush()
         r = RES.alias("r")
         stmt = select(r.c.pk).where(r.c.resource_type == resource_type, r.c.id == rid)
         if (await self.conn.execute(self._guard(stmt, r.c.pk, r.c.resource_type))).first() is None:
             raise not_found(f"{resource_type}/{rid} is not known")
 
     async def exists(self, resource_type: str, rid: str) -> bool:
+        await self.flush()
         r = RES.alias("r")
         stmt = select(r.c.pk).where(r.c.resource_type == resource_type, r.c.id == rid,
                                     r.c.deleted == false())
@@ -410,6 +431,7 @@ class ResourceStore:
     async def resources_in_compartment(self, patient_id: str,
                                        limit: int) -> list[StoredResource]:
         """Current resources in a patient's compartment the caller may see ($everything)."""
+        await self.flush()
         r = RES.alias("r")
         stmt = select(r).where(
             r.c.deleted == false(),

@@ -37,6 +37,8 @@ class SearchParam:
     evaluate: Callable[[dict[str, Any]], list[Any]] | None = field(
         default=None, compare=False, repr=False
     )
+    roots: frozenset[str] | None = field(default=None, compare=False, repr=False)
+    """Top-level elements the expression reads; when none is present, nothing to index."""
 
     @property
     def key(self) -> str:
@@ -44,8 +46,144 @@ class SearchParam:
         return f"{self.base}.{self.code}"
 
 
-def _compile(expression: str) -> Callable[[dict[str, Any]], list[Any]]:
-    # resolve() is not evaluable at write time; the `target` list restricts types instead.
+_STEP_RE = re.compile(
+    r"\.?(?:(?P<fn>ofType|where)\((?P<arg>(?:[^()']|'[^']*')*)\)|(?P<name>[A-Za-z][A-Za-z0-9]*))")
+_SYSTEM_RE = re.compile(r"^\s*system\s*=\s*'([^']*)'\s*$")
+
+Step = tuple[str, Any]  # ("name", str) | ("type", str) | ("systems", frozenset[str])
+
+
+def _steps(text: str) -> list[Step] | None:
+    """`a.b.ofType(Quantity)` or `code.coding.where(system='x')` as steps; None otherwise."""
+    out: list[Step] = []
+    pos = 0
+    while pos < len(text):
+        m = _STEP_RE.match(text, pos)
+        if m is None or m.end() == pos:
+            return None
+        if m.group("name"):
+            out.append(("name", m.group("name")))
+        elif m.group("fn") == "ofType":
+            out.append(("type", m.group("arg").strip()))
+        else:
+            systems = []
+            for alternative in m.group("arg").split(" or "):
+                sm = _SYSTEM_RE.match(alternative)
+                if sm is None:
+                    return None
+                systems.append(sm.group(1))
+            out.append(("systems", frozenset(systems)))
+        pos = m.end()
+    return out
+
+
+def _walk(node: Any, steps: list[Step]) -> list[Any]:
+    """Follow steps through JSON the way FHIRPath does for these simple forms: lists
+    flatten; `effective` also finds the choice keys `effectiveDateTime`, `effectivePeriod`;
+    a name followed by a type (`as Quantity`, `ofType(Quantity)`) finds only that choice."""
+    current = [node]
+    for index, (kind, arg) in enumerate(steps):
+        if kind == "type":
+            continue  # applied together with the name before it
+        nxt: list[Any] = []
+        if kind == "systems":
+            current = [c for c in current if isinstance(c, dict) and c.get("system") in arg]
+            continue
+        typed = steps[index + 1][1] if index + 1 < len(steps) and steps[index + 1][0] == "type" \
+            else None
+        for item in current:
+            if not isinstance(item, dict):
+                continue
+            if typed is not None:
+                key = arg + typed[:1].upper() + typed[1:]
+                found = [item[key]] if key in item else []
+            elif arg in item:
+                found = [item[arg]]
+            else:
+                found = [v for k, v in item.items()
+                         if k.startswith(arg) and k[len(arg):][:1].isupper()]
+            for value in found:
+                nxt.extend(value if isinstance(value, list) else [value])
+        current = nxt
+    return current
+
+
+def _simple_paths(expression: str, base: str) -> list[list[Step]] | None:
+    """The union of simple paths an expression is made of, or None when it needs FHIRPath."""
+    paths = []
+    for part in expression.split("|"):
+        part = part.strip()
+        m = re.match(r"^\((.+?) as ([A-Za-z]+)\)(.*)$", part)
+        if m:  # (X.value as Quantity).rest == X.value.ofType(Quantity).rest
+            part = f"{m.group(1)}.ofType({m.group(2)}){m.group(3)}"
+        steps = _steps(part)
+        if not steps or steps[0][0] != "name":
+            return None
+        first = steps[0][1]
+        if first in (base, "Resource", "DomainResource"):
+            steps = steps[1:]
+        elif first[:1].isupper():
+            return None
+        if not steps or steps[0][0] != "name":
+            return None
+        if any(k == "type" and (i == 0 or steps[i - 1][0] != "name") for i, (k, _) in enumerate(steps)):
+            return None
+        paths.append(steps)
+    return paths
+
+
+def _roots(expression: str, base: str) -> frozenset[str] | None:
+    """Top-level elements an expression can reach; None when we cannot tell (always run).
+
+    An expression that computes a value (`deceased.exists() and ...`) yields something even
+    when its elements are absent, so it is always run."""
+    outside_filters = re.sub(r"\.where\((?:[^()]|\([^()]*\))*\)", "", expression)
+    if re.search(r"exists\(|empty\(|count\(|not\(|iif\(|\band\b|\bor\b|\bimplies\b|=",
+                 outside_filters):
+        return None
+    roots = set()
+    for part in expression.split("|"):
+        m = re.match(r"^\(?\s*([A-Za-z][A-Za-z0-9]*)(?:\.([A-Za-z][A-Za-z0-9]*))?", part.strip())
+        if not m:
+            return None
+        first, second = m.group(1), m.group(2)
+        if first in (base, "Resource", "DomainResource"):
+            if second is None:
+                return None
+            roots.add(second)
+        elif first[:1].islower():
+            roots.add(first)
+        else:
+            return None
+    return frozenset(roots) if roots else None
+
+
+def present(resource: dict[str, Any], roots: frozenset[str] | None) -> bool:
+    """Whether any element a parameter reads exists in the resource (cheap pre-check)."""
+    if roots is None:
+        return True
+    for key in resource:
+        if key in roots:
+            return True
+        for root in roots:
+            if key.startswith(root) and key[len(root):][:1].isupper():
+                return True
+    return False
+
+
+def _compile(expression: str, base: str = "") -> Callable[[dict[str, Any]], list[Any]]:
+    """An evaluator: plain paths are walked directly (most parameters, at a fraction of the
+    cost); anything else goes through fhirpathpy. resolve() is not evaluable at write time;
+    the `target` list restricts reference types instead."""
+    paths = _simple_paths(_RESOLVE_RE.sub("", expression), base)
+    if paths is not None:
+        def walk(resource: dict[str, Any]) -> list[Any]:
+            out: list[Any] = []
+            for steps in paths:
+                out.extend(_walk(resource, steps))
+            return out
+
+        return walk
     fn = fhirpath_compile(_RESOLVE_RE.sub("", expression), _R4)
 
     def run(resource: dict[str, Any]) -> list[Any]:
@@ -88,7 +226,8 @@ class SearchParamRegistry:
             targets=tuple(sp.get("target", [])),
             modifiers=tuple(sp.get("modifier", [])),
             description=sp.get("description", ""),
-            evaluate=_compile(expression) if expression and code not in COLUMN_PARAMS else None,
+            evaluate=_compile(expression, base) if expression and code not in COLUMN_PARAMS else None,
+            roots=_roots(_RESOLVE_RE.sub("", expression), base) if expression else None,
         )
         if base in ("Resource", "DomainResource"):
             self._common[code] = param

@@ -67,6 +67,7 @@ class ResourceVersion(Base):
         UniqueConstraint("resource_pk", "version_id"),
         Index("ix_resource_version_updated", "last_updated"),
         Index("ix_resource_version_type_updated", "resource_type", "last_updated"),
+        Index("ix_resource_version_identity", "resource_type", "id", "version_id"),
     )
 
     pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
@@ -110,7 +111,7 @@ def _fk() -> Mapped[int]:
 
 class IdxToken(Base):
     __tablename__ = "idx_token"
-    __table_args__ = (Index("ix_idx_token_lookup", "param", "code", "system"),)
+    __table_args__ = (Index("ix_idx_token_lookup", "param", "code", "system", "resource_pk"),)
 
     pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
     resource_pk: Mapped[int] = _fk()
@@ -122,7 +123,7 @@ class IdxToken(Base):
 
 class IdxString(Base):
     __tablename__ = "idx_string"
-    __table_args__ = (Index("ix_idx_string_lookup", "param", "value_norm"),)
+    __table_args__ = (Index("ix_idx_string_lookup", "param", "value_norm", "resource_pk"),)
 
     pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
     resource_pk: Mapped[int] = _fk()
@@ -133,7 +134,7 @@ class IdxString(Base):
 
 class IdxDate(Base):
     __tablename__ = "idx_date"
-    __table_args__ = (Index("ix_idx_date_lookup", "param", "low", "high"),)
+    __table_args__ = (Index("ix_idx_date_lookup", "param", "low", "high", "resource_pk"),)
 
     pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
     resource_pk: Mapped[int] = _fk()
@@ -144,7 +145,7 @@ class IdxDate(Base):
 
 class IdxNumber(Base):
     __tablename__ = "idx_number"
-    __table_args__ = (Index("ix_idx_number_lookup", "param", "value"),)
+    __table_args__ = (Index("ix_idx_number_lookup", "param", "value", "resource_pk"),)
 
     pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
     resource_pk: Mapped[int] = _fk()
@@ -155,8 +156,9 @@ class IdxNumber(Base):
 class IdxQuantity(Base):
     __tablename__ = "idx_quantity"
     __table_args__ = (
-        Index("ix_idx_quantity_lookup", "param", "code", "value"),
-        Index("ix_idx_quantity_canonical", "param", "canonical_unit", "canonical_value"),
+        Index("ix_idx_quantity_lookup", "param", "code", "value", "resource_pk"),
+        Index("ix_idx_quantity_canonical", "param", "canonical_unit", "canonical_value",
+              "resource_pk"),
     )
 
     pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
@@ -173,7 +175,7 @@ class IdxQuantity(Base):
 class IdxReference(Base):
     __tablename__ = "idx_reference"
     __table_args__ = (
-        Index("ix_idx_reference_lookup", "param", "target_id", "target_type"),
+        Index("ix_idx_reference_lookup", "param", "target_id", "target_type", "resource_pk"),
         Index("ix_idx_reference_target", "target_type", "target_id"),
     )
 
@@ -189,7 +191,7 @@ class IdxReference(Base):
 
 class IdxUri(Base):
     __tablename__ = "idx_uri"
-    __table_args__ = (Index("ix_idx_uri_lookup", "param", "value"),)
+    __table_args__ = (Index("ix_idx_uri_lookup", "param", "value", "resource_pk"),)
 
     pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
     resource_pk: Mapped[int] = _fk()

@@ -14,7 +14,6 @@ from sqlalchemy import (
     ColumnElement,
     Select,
     and_,
-    exists,
     false,
     func,
     literal,
@@ -54,12 +53,15 @@ class Compiler:
         access = self.visible(r.c.pk, r.c.resource_type)
         if access is not None:
             clauses.append(access)
-        clauses.extend(self.criterion(r, c) for c in criteria)
+        clauses.extend(self.criterion(r, c, resource_type) for c in criteria)
         return clauses
 
-    def criterion(self, r: FromClause, c: Criterion) -> ColumnElement[bool]:
+    # Criteria compile to `pk IN (SELECT resource_pk FROM idx_... WHERE ...)`: uncorrelated
+    # subqueries that both SQLite and PostgreSQL drive from the index, where a correlated
+    # EXISTS makes SQLite scan every resource of the type (docs/benchmarks.md).
+    def criterion(self, r: FromClause, c: Criterion, rtype: str | None = None) -> ColumnElement[bool]:
         if c.has is not None:
-            return self._has(r, c)
+            return self._has(r, c, rtype)
         if c.chain is not None:
             return self._chain(r, c)
         assert c.param is not None
@@ -72,22 +74,26 @@ class Compiler:
             return self._security(r, c)
         table = INDEX_TABLES[c.param.type]
         i = table.alias()
-        base = and_(i.c.resource_pk == r.c.pk, i.c.param == c.param.key)
+        key = c.param.key
+
+        def rows(*conds: ColumnElement[bool]) -> Any:
+            return select(i.c.resource_pk).where(i.c.param == key, *conds)
+
         if c.modifier == "missing":
-            present = exists().where(base)
+            present = r.c.pk.in_(rows())
             return not_(present) if c.values == ["true"] else present
         if c.modifier == "not":
             match = or_(*[self._value(c.param, None, i, v) for v in c.values])
-            return not_(exists().where(and_(base, match)))
+            return r.c.pk.notin_(rows(match))
         prefixed_ne = [v for v in c.values if split_prefix(v)[0] == "ne"] if c.param.type in (
             "date", "number", "quantity") else []
         if prefixed_ne and len(prefixed_ne) == len(c.values):
             # `ne`: no indexed value equals the given one (R4 3.1.1.4.1).
             match = or_(*[self._value(c.param, None, i, "eq" + split_prefix(v)[1])
                           for v in prefixed_ne])
-            return and_(exists().where(base), not_(exists().where(and_(base, match))))
+            return and_(r.c.pk.in_(rows()), r.c.pk.notin_(rows(match)))
         match = or_(*[self._value(c.param, c.modifier, i, v) for v in c.values])
-        return exists().where(and_(base, match))
+        return r.c.pk.in_(rows(match))
 
     # -- special parameters -------------------------------------------------------------
     def _id(self, r: FromClause, c: Criterion) -> ColumnElement[bool]:
@@ -104,13 +110,12 @@ class Compiler:
 
     def _security(self, r: FromClause, c: Criterion) -> ColumnElement[bool]:
         lab = LABEL.alias()
-        base = lab.c.resource_pk == r.c.pk
         if c.modifier == "missing":
-            present = exists().where(base)
+            present = r.c.pk.in_(select(lab.c.resource_pk))
             return not_(present) if c.values == ["true"] else present
         system = func.nullif(lab.c.system, "")  # labels store "no system" as ""
-        match = or_(*[_token_match(system, lab.c.code, None, v, None) for v in c.values])
-        found = exists().where(and_(base, match))
+        match = or_(*[token_match(system, lab.c.code, None, v, None) for v in c.values])
+        found = r.c.pk.in_(select(lab.c.resource_pk).where(match))
         return not_(found) if c.modifier == "not" else found
 
     def _chain(self, r: FromClause, c: Criterion) -> ColumnElement[bool]:
@@ -118,10 +123,9 @@ class Compiler:
         ch = c.chain
         ref = INDEX_TABLES["reference"].alias()
         t = RES.alias()
-        per_type = [and_(t.c.resource_type == rtype, self.criterion(t, inner))
-                    for rtype, inner in ch.targets.items()]
+        per_type = [and_(t.c.resource_type == target, self.criterion(t, inner, target))
+                    for target, inner in ch.targets.items()]
         conds = [
-            ref.c.resource_pk == r.c.pk,
             ref.c.param == ch.reference.key,
             t.c.resource_type == ref.c.target_type,
             t.c.id == ref.c.target_id,
@@ -131,9 +135,9 @@ class Compiler:
         access = self.visible(t.c.pk, t.c.resource_type)
         if access is not None:
             conds.append(access)
-        return exists().where(and_(*conds))
+        return r.c.pk.in_(select(ref.c.resource_pk).where(*conds))
 
-    def _has(self, r: FromClause, c: Criterion) -> ColumnElement[bool]:
+    def _has(self, r: FromClause, c: Criterion, rtype: str | None) -> ColumnElement[bool]:
         assert c.has is not None
         h = c.has
         ref = INDEX_TABLES["reference"].alias()
@@ -143,20 +147,19 @@ class Compiler:
             s.c.deleted == false(),
             ref.c.resource_pk == s.c.pk,
             ref.c.param == h.reference.key,
-            ref.c.target_type == r.c.resource_type,
-            ref.c.target_id == r.c.id,
-            self.criterion(s, h.criterion),
+            ref.c.target_type == (rtype if rtype else r.c.resource_type),
+            self.criterion(s, h.criterion, h.source_type),
         ]
         access = self.visible(s.c.pk, s.c.resource_type)
         if access is not None:
             conds.append(access)
-        return exists().where(and_(*conds))
+        return r.c.id.in_(select(ref.c.target_id).where(*conds))
 
     # -- one value of one typed parameter -------------------------------------------------
     def _value(self, p: SearchParam, modifier: str | None, i: Any, value: str) -> ColumnElement[bool]:
         kind = p.type
         if kind == "token":
-            return _token_match(i.c.system, i.c.code, i.c.text, value, modifier)
+            return token_match(i.c.system, i.c.code, i.c.text, value, modifier)
         if kind == "string":
             if modifier == "exact":
                 return i.c.value_exact == value
@@ -256,8 +259,9 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _token_match(system_col: Any, code_col: Any, text_col: Any, value: str,
-                 modifier: str | None) -> ColumnElement[bool]:
+def token_match(system_col: Any, code_col: Any, text_col: Any, value: str,
+                modifier: str | None = None) -> ColumnElement[bool]:
+    """Token search semantics (`code`, `system|code`, `|code`, `system|`, `:text`) as SQL."""
     if modifier == "text":
         if text_col is None:
             return false()

@@ -1,0 +1,1 @@
+"""Benchmarks of the FHIR store and HTTP API; run on demand, not part of the test suite."""
