@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import pytest
 from fastapi.testclient import TestClient
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
-from service.config import PROJECT_ROOT, Settings
+from service.config import Settings
 from service.main import create_app
 
 from .auth_helpers import (
@@ -324,7 +325,7 @@ def test_cli_registers_account_and_client_that_can_log_in(anon: TestClient, clie
     anna, _ = _two_patients(client, tag)
     env = {**os.environ, "PGO_WORK_DATABASE_URL": settings.resolved_database_url(),
            "PGO_WORK_BASE_URL": BASE}
-    exe = str(Path(PROJECT_ROOT) / ".venv" / "bin" / "pgo-work")
+    exe = str(Path(sys.executable).parent / "pgo-work")  # the console script of this venv
     username, app_id = f"cli-{tag}", f"cli-app-{tag}"
     made = subprocess.run([exe, "add-account", username, "--fhir-user", f"Patient/{anna}", "--role",
                            "patient", "--password-stdin"], input=PASSWORD + "\n", env=env,

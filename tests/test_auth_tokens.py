@@ -10,6 +10,7 @@ import hmac
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -23,7 +24,7 @@ from fastapi.testclient import TestClient
 from joserfc import jwt
 from joserfc.jwk import ECKey, Key, RSAKey
 
-from service.config import PROJECT_ROOT, Settings
+from service.config import Settings
 from service.main import create_app
 
 from .auth_helpers import auth, server_claims, server_signed, token
@@ -169,7 +170,7 @@ def test_dev_token_cli_is_accepted_and_refuses_with_external_issuer(
         anon: TestClient, settings: Settings) -> None:
     env = {**os.environ, "PGO_WORK_DATABASE_URL": settings.resolved_database_url(),
            "PGO_WORK_BASE_URL": BASE}
-    exe = str(Path(PROJECT_ROOT) / ".venv" / "bin" / "pgo-work")
+    exe = str(Path(sys.executable).parent / "pgo-work")  # the console script of this venv
     done = subprocess.run([exe, "dev-token", "--fhir-user", "Practitioner/123", "--scope", "user/*.rs",
                            "--role", "oncologist", "--minutes", "5"],
                           env=env, capture_output=True, text=True, timeout=120)

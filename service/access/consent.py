@@ -19,7 +19,7 @@ from functools import lru_cache
 from typing import Any
 
 import orjson
-from sqlalchemy import ColumnElement, and_, exists, false, not_, or_, true
+from sqlalchemy import ColumnElement, and_, exists, false, not_, or_, select, true
 
 from ..config import PROJECT_ROOT
 from ..fhir import dates
@@ -250,6 +250,13 @@ def _denies(node: Provision, pk: Any, rtype: Any, action: str, caller: Caller,
                                         for c in node.children]))
 
 
+def _signature(node: Provision) -> tuple[Any, ...]:
+    """What a provision tree means for this caller, without whose consent it is."""
+    return (node.type, node.applies, node.named, node.active, node.actions, node.types,
+            node.labels, node.codes, node.data_period,
+            tuple(_signature(child) for child in node.children))
+
+
 def _grants_something(node: Provision, action: str, parent_permits: bool) -> bool:
     """Whether any active provision of the tree permits this caller the action."""
     permits_here = (node.type == "permit") if node.type else parent_permits
@@ -274,18 +281,27 @@ class ConsentPolicy(PolicyBase):
         return sorted({r.id for r in self.consents if r.patient == patient})
 
     def _granted(self, pk: Any, rtype: Any, action: str) -> ColumnElement[bool]:
+        """OR over groups of patients whose consents say the same thing to this caller.
+
+        A professional may hold consents from hundreds of patients, mostly alike: grouping by
+        what the provision trees say (not by patient) keeps the SQL one term per distinct
+        grant, with the patients as one `IN` list."""
         by_patient: dict[str, list[ConsentRule]] = {}
         for rule in self.consents:
             by_patient.setdefault(rule.patient, []).append(rule)
-        grants = []
+        groups: dict[tuple[Any, ...], list[str]] = {}
         for patient, consent_rules in sorted(by_patient.items()):
+            signature = tuple(sorted((_signature(r.root) for r in consent_rules), key=repr))
+            groups.setdefault(signature, []).append(patient)
+        grants = []
+        for patients in groups.values():
+            consent_rules = by_patient[patients[0]]
             permits = [_permits(r.root, pk, rtype, action, self.caller, False) for r in consent_rules]
             if any(_grants_something(r.root, action, False) for r in consent_rules):
                 # Whoever may see part of a record may see whose record it is.
                 permits.append(rtype == "Patient")
-            grants.append(and_(
-                exists().where(and_(COMP.c.resource_pk == pk, COMP.c.patient_id == patient)),
-                or_(*permits)))
+            members = select(COMP.c.resource_pk).where(COMP.c.patient_id.in_(patients))
+            grants.append(and_(pk.in_(members), or_(*permits)))
         return or_(false(), *grants)
 
     def _never(self, pk: Any) -> ColumnElement[bool] | None:
