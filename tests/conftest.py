@@ -92,6 +92,14 @@ def client(settings: Settings) -> Iterator[TestClient]:
         yield c
 
 
+@pytest.fixture(scope="session")
+def anon(settings: Settings) -> Iterator[TestClient]:
+    """The app with no credentials of its own: each request brings the token it tests."""
+    with TestClient(create_app(settings), base_url="http://testserver") as c:
+        c.headers.update({"Accept": "application/fhir+json"})
+        yield c
+
+
 @pytest.fixture
 def tag() -> str:
     """A unique token per test, to scope searches to the data that test wrote."""

@@ -5,14 +5,12 @@ deletes it through the API."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from service.config import Settings
-from service.main import create_app
 
 from .auth_helpers import auth, token
 from .consent_helpers import grant
@@ -20,13 +18,6 @@ from .consent_world import Actors, Record, build_actors, build_record, entries, 
 from .helpers import FHIR_JSON
 
 CONSENT_ENTITY = "Consent that permitted this access"
-
-
-@pytest.fixture(scope="module")
-def anon(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings), base_url="http://testserver") as c:
-        c.headers.update({"Accept": "application/fhir+json"})
-        yield c
 
 
 @pytest.fixture(scope="module")

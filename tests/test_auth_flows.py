@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,6 @@ from fastapi.testclient import TestClient
 from joserfc.jwk import ECKey, KeySet, RSAKey
 
 from service.config import Settings
-from service.main import create_app
 
 from .auth_helpers import (
     PASSWORD,
@@ -40,13 +38,6 @@ from .consent_helpers import grant, permit
 from .helpers import contract_hours, create, patient
 
 PGO_SCOPE = "openid fhirUser launch/patient offline_access patient/*.rs patient/Observation.c"
-
-
-@pytest.fixture(scope="module")
-def anon(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings), base_url="http://testserver") as c:
-        c.headers.update({"Accept": "application/fhir+json"})
-        yield c
 
 
 def claims_of(jwt_text: str) -> dict[str, Any]:

@@ -4,7 +4,6 @@ granular `?category=` scopes filter rows, and v1 `.read/.write` scopes mean what
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -12,20 +11,12 @@ from fastapi.testclient import TestClient
 
 from service.access.scopes import parse_scopes
 from service.config import Settings
-from service.main import create_app
 
 from .auth_helpers import auth, token
 from .consent_helpers import grant, permit
 from .helpers import FHIR_JSON, TAG_SYSTEM, contract_hours, create, patient, tagged
 
 CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
-
-
-@pytest.fixture(scope="module")
-def anon(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings), base_url="http://testserver") as c:
-        c.headers.update({"Accept": "application/fhir+json"})
-        yield c
 
 
 def categorised(tag: str, patient_id: str, category: str) -> dict[str, Any]:

@@ -33,14 +33,6 @@ from .conftest import BASE
 SEARCH = "/fhir/Patient?_count=1&_total=none"
 
 
-@pytest.fixture(scope="module")
-def anon(settings: Settings) -> Iterator[TestClient]:
-    """The app, with no credentials of its own."""
-    with TestClient(create_app(settings), base_url="http://testserver") as c:
-        c.headers.update({"Accept": "application/fhir+json"})
-        yield c
-
-
 def assert_401(resp: Any, error: str | None = "invalid_token") -> None:
     assert resp.status_code == 401, resp.text
     body = resp.json()

@@ -13,7 +13,7 @@ shows the cells that differ.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -22,7 +22,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from service.config import Settings
-from service.main import create_app
 
 from .consent_helpers import CATEGORIES, grant
 from .consent_world import (
@@ -199,13 +198,6 @@ PATIENT_WRITES = ("broad", "withdrawn", "deleted")
 OWN_SCENARIO = "broad"
 """Whose patient the patient roles are: they must see all of their own record, whatever its
 consents say, and nothing of the other patients' records."""
-
-
-@pytest.fixture(scope="module")
-def anon(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings), base_url="http://testserver") as c:
-        c.headers.update({"Accept": "application/fhir+json"})
-        yield c
 
 
 @pytest.fixture(scope="module")

@@ -5,14 +5,12 @@ $extract follows consent, and only the patient writes their Consents."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from service.config import Settings
-from service.main import create_app
 
 from .auth_helpers import auth, token
 from .conformance_helpers import example
@@ -21,13 +19,6 @@ from .consent_world import Actors, Record, build_actors, build_record, entries, 
 from .helpers import FHIR_JSON, TAG_SYSTEM
 
 READ_WRITE = ("access", "correct")
-
-
-@pytest.fixture(scope="module")
-def anon(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings), base_url="http://testserver") as c:
-        c.headers.update({"Accept": "application/fhir+json"})
-        yield c
 
 
 @pytest.fixture(scope="module")
