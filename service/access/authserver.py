@@ -249,12 +249,7 @@ class AuthServer:
         if not VERIFIER_RE.match(verifier) or not hmac.compare_digest(
                 create_s256_code_challenge(verifier), row.code_challenge):
             raise OAuthError("invalid_grant", "code_verifier does not match the code_challenge")
-        used = await conn.execute(update(CODES).where(CODES.c.code_hash == row.code_hash,
-                                                      CODES.c.used_at.is_(None))
-                                  .values(used_at=dates.utcnow()))
-        if used.rowcount != 1:
-            raise OAuthError("invalid_grant", "The authorization code was already used",
-                             revoke_grant=row.grant_id)
+        await _consume(conn, CODES.c.code_hash, row.code_hash, row.grant_id, "authorization code")
         account = await self._live_account(conn, row.account_pk, row.revoked_at)
         return await self._user_tokens(conn, client, row.grant_id, account, row.scope, row.patient,
                                        nonce=row.nonce)
@@ -272,12 +267,7 @@ class AuthServer:
                              "authorization is revoked", revoke_grant=row.grant_id)
         if row.expires_at < dates.utcnow():
             raise OAuthError("invalid_grant", "The refresh token has expired")
-        used = await conn.execute(update(REFRESH).where(REFRESH.c.token_hash == row.token_hash,
-                                                        REFRESH.c.used_at.is_(None))
-                                  .values(used_at=dates.utcnow()))
-        if used.rowcount != 1:
-            raise OAuthError("invalid_grant", "The refresh token was already used",
-                             revoke_grant=row.grant_id)
+        await _consume(conn, REFRESH.c.token_hash, row.token_hash, row.grant_id, "refresh token")
         account = await self._live_account(conn, row.account_pk, row.revoked_at)
         scope = row.scope
         if form.get("scope"):
@@ -504,3 +494,12 @@ def _client_key(jwks: dict[str, Any], kid: str) -> Key | None:
         return None
     return next((k for k in keyset if k.kid == kid), None)
 
+
+async def _consume(conn: AsyncConnection, key: Any, value: str, grant_id: Any, what: str) -> None:
+    """Mark a single-use secret (code, refresh token) used, atomically: of two concurrent
+    redemptions exactly one wins, and the loser's replay revokes the whole authorization."""
+    table = key.table
+    used = await conn.execute(update(table).where(key == value, table.c.used_at.is_(None))
+                              .values(used_at=dates.utcnow()))
+    if used.rowcount != 1:
+        raise OAuthError("invalid_grant", f"The {what} was already used", revoke_grant=grant_id)
