@@ -3,12 +3,14 @@
     python -m benchmarks.bench_consent --db both --patients 200 --obs 50
 
 On a fresh database of each kind it loads patients with Observations, one Practitioner, and for
-every patient a Consent that shares the record with that Practitioner. Then it runs the same
-work twice through the real per-request access path (`build_policy`, as `get_access` builds
-it for a verified token: scopes, consent resolution, SQL predicates, the audit record):
-once for the operator's system client (role `service`, scopes only) and once for the
-professional (scopes AND consent), and prints p50/p95 and the overhead ratio. Both write the
-AuditEvent every request writes, so the difference is consent alone.
+every patient a Consent that shares the record with that Practitioner (PostgreSQL then gets the
+ANALYZE autovacuum would run). Then it runs the same work through the real per-request access
+path (`build_policy` as `get_access` builds it for a verified token, `Runtime.store` opening
+the policy in the request's transaction: scopes, consent resolution, SQL predicates, the audit
+record) for the operator's system client (role `service`, scopes only) and for the professional
+(scopes AND consent), alternating the two request by request (ABBA) so that drift in the
+machine's speed falls on both alike. It prints p50/p95 of each and the overhead of the p50.
+Both write the AuditEvent every request writes, so the difference is consent alone.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+from sqlalchemy import text
 
 from service.access.dependencies import build_policy
 from service.access.principal import Principal
@@ -88,13 +92,26 @@ def principal(professional: bool) -> Principal:
                      role="service", client_id="bench-ops")
 
 
-async def timed(n: int, fn: Callable[[int], Awaitable[Any]]) -> list[float]:
-    samples = []
+async def paired(n: int, a: Callable[[int], Awaitable[Any]],
+                 b: Callable[[int], Awaitable[Any]]) -> tuple[list[float], list[float]]:
+    """n timings of each, in the order a b b a a b b a ..., after one warm-up call of each."""
+    await a(0)
+    await b(0)
+    times: tuple[list[float], list[float]] = ([], [])
     for i in range(n):
-        t = time.perf_counter()
-        await fn(i)
-        samples.append(time.perf_counter() - t)
-    return samples
+        order = ((0, a), (1, b)) if i % 2 == 0 else ((1, b), (0, a))
+        for slot, fn in order:
+            t = time.perf_counter()
+            await fn(i)
+            times[slot].append(time.perf_counter() - t)
+    return times
+
+
+async def analyze(rt: Runtime) -> None:
+    if rt.engine.dialect.name == "postgresql":
+        async with rt.engine.connect() as conn:
+            await conn.execute(text("ANALYZE"))
+            await conn.commit()
 
 
 async def run(kind: str, url: str, args: argparse.Namespace) -> None:
@@ -102,6 +119,7 @@ async def run(kind: str, url: str, args: argparse.Namespace) -> None:
     try:
         t = time.perf_counter()
         patients, observations = await load(rt, args.patients, args.obs)
+        await analyze(rt)
         print(f"[{kind}] loaded {len(patients)} patients, {len(observations)} Observations "
               f"and {len(patients)} Consents in {time.perf_counter() - t:.1f} s")
         ix = Interactions(rt)
@@ -137,8 +155,9 @@ async def run(kind: str, url: str, args: argparse.Namespace) -> None:
         print(f"{'work':<40} {'system p50':>11} {'p95':>8} {'consent p50':>12} {'p95':>8} "
               f"{'overhead p50':>13}")
         for name, (n, fn) in work.items():
-            system = summary(await timed(n, lambda i, fn=fn: fn(principal(False), i)))
-            prof = summary(await timed(n, lambda i, fn=fn: fn(principal(True), i)))
+            system_times, prof_times = await paired(
+                n, lambda i, fn=fn: fn(principal(False), i), lambda i, fn=fn: fn(principal(True), i))
+            system, prof = summary(system_times), summary(prof_times)
             overhead = prof["p50"] / system["p50"] - 1
             print(f"{name:<40} {system['p50']:>9.2f}ms {system['p95']:>6.2f}ms "
                   f"{prof['p50']:>10.2f}ms {prof['p95']:>6.2f}ms {overhead:>12.0%}")

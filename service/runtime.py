@@ -1,8 +1,9 @@
 """What one server process holds: the engine, the conformance package and the search registry.
 
-Nothing here is patient data or request state; every request opens its own connection and
-transaction through `Runtime.store`, so instances behind a load balancer share only the
-database.
+Nothing here is request state, and nothing here must survive: every request opens its own
+connection and transaction through `Runtime.store`, so instances behind a load balancer share
+only the database. The one cache that holds patient data (`access_cache`) is checked against
+the database on every request, and losing it costs a re-read.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from .access.resolve import INPUT_TYPES, AccessCache
 from .config import Settings
 from .conformance.engine import Conformance, StoredQuestionnaireCheck, build_conformance
 from .conformance.package import ConformancePackage, load_package
@@ -52,6 +54,9 @@ class Runtime:
     """Write checks that must read the store (a response to a stored Questionnaire)."""
     conformance: Conformance | None = None
     """Profiles, terminology, questionnaires and labels compiled from `profiles/`."""
+    access_cache: AccessCache = field(default_factory=AccessCache)
+    """Parsed Consent versions and resolved callers of this database: a cache, checked against
+    the database's change epoch on every request (`service.access.resolve`)."""
 
     @property
     def base_url(self) -> str:
@@ -73,9 +78,11 @@ class Runtime:
     async def store(self, access: AccessPolicy, write: bool = False) -> AsyncIterator[ResourceStore]:
         """One connection and one transaction: committed on success, rolled back on any error.
 
-        The access policy completes the request inside the transaction (its audit record
-        commits with the data, or neither does); a failed request is completed in a
-        transaction of its own after the rollback, so refusals are on record too.
+        The access policy opens inside the transaction (it reads the caller's consents there,
+        so they hold for exactly what the request reads and writes) and completes the request
+        inside it too (its audit record commits with the data, or neither does); a failed
+        request is completed in a transaction of its own after the rollback, so refusals are on
+        record too.
         """
         failure: FhirError | None = None
         async with self.engine.connect() as conn:
@@ -83,9 +90,10 @@ class Runtime:
                 conn = await conn.execution_options(**{WRITE_OPTION: True})
             try:
                 async with conn.begin():
+                    await access.open(conn)
                     store = ResourceStore(conn, self.store_config, access)
                     yield store
-                    await store.flush()
+                    await store.finish()
                     await access.complete(store, 200)
             except FhirError as exc:
                 failure = exc
@@ -119,7 +127,8 @@ def build_runtime(settings: Settings) -> Runtime:
         package=package,
         registry=registry,
         parser=parser,
-        store_config=StoreConfig(registry, base, settings.max_include_results),
+        store_config=StoreConfig(registry, base, settings.max_include_results,
+                                 watched_types=INPUT_TYPES),
         operations=default_registry(),
         write_checks=[_structure_only, conformance.check_profiles, conformance.check_response,
                       conformance.apply_labels],

@@ -313,11 +313,17 @@ def test_extract_follows_consent(anon: TestClient, client: TestClient, settings:
         assert found.status_code == 200 and found.json()["total"] == 0
         first = observations[0]["id"]
         assert status(anon, headers, f"Observation/{first}") == 404
-    # Each Observation the physician wrote into the record has its consent-backed Provenance.
+    # Each Observation the physician wrote into the record has its consent-backed Provenance,
+    # beside the extraction's own (which derives it from the response); the patient sees both,
+    # as part of their record.
     for obs in observations:
-        [provenance] = _provenance(anon, own["patient"], f"Observation/{obs['id']}")
+        found = _provenance(anon, own["patient"], f"Observation/{obs['id']}")
+        [provenance] = [p for p in found if "policy" in p]
         assert provenance["policy"] == [f"Consent/{consent['id']}"]
         assert provenance["agent"][0]["who"] == {"reference": actors.fhir_user["occupational-physician"]}
+        [derivation] = [p for p in found if "policy" not in p]
+        assert any(e["what"]["reference"].startswith(f"QuestionnaireResponse/{qr['id']}")
+                   for e in derivation["entity"])
 
 
 @pytest.mark.parametrize("category", CATEGORIES)
@@ -363,22 +369,60 @@ def test_a_new_diagnosis_by_the_patient_is_visible_to_whom_they_shared_it_with(
     assert status(anon, actors.headers["employer"], f"Condition/{added['id']}") == 404
 
 
-def test_patient_data_the_server_cannot_place_in_a_record_is_no_ones_to_see(
+UNLISTED = {
+    "Procedure": {"status": "completed", "code": {"text": "Lumpectomy"}, "subject": "{patient}"},
+    "Communication": {"status": "completed", "subject": "{patient}",
+                      "payload": [{"contentString": "Uitslag besproken"}]},
+    "Appointment": {"status": "booked", "participant": [{"actor": "{patient}", "status": "accepted"}]},
+    "Coverage": {"status": "active", "beneficiary": "{patient}", "payor": ["{patient}"]},
+    "RelatedPerson": {"active": True, "patient": "{patient}", "name": [{"family": "Partner"}]},
+}
+"""Patient data of types the compartment definition does not list (and so, before, no record)."""
+
+
+def _unlisted(rtype: str, patient: str, tag: str) -> dict[str, Any]:
+    def fill(value: Any) -> Any:
+        if value == "{patient}":
+            return {"reference": f"Patient/{patient}"}
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        if isinstance(value, dict):
+            return {k: fill(v) for k, v in value.items()}
+        return value
+    return {"resourceType": rtype, **fill(UNLISTED[rtype]),
+            "meta": {"tag": [{"system": TAG_SYSTEM, "code": tag}]}}
+
+
+@pytest.mark.parametrize("rtype", sorted(UNLISTED))
+def test_patient_data_of_any_type_joins_the_record_it_references(
         anon: TestClient, client: TestClient, settings: Settings, actors: Actors, record: Record,
-        own: dict[str, dict[str, str]], tag: str) -> None:
-    """A Procedure is medical, but its type is outside the compartments the server computes:
-    whose it is cannot be told, so only the operator sees it (not every authenticated caller)."""
-    grant(client, record.patient, [actors.permit("oncologist")], f"{tag}-consent")
-    procedure = post(client, "Procedure", {
-        "resourceType": "Procedure", "status": "completed",
-        "code": {"text": "Lumpectomy"}, "subject": {"reference": f"Patient/{record.patient}"},
-        "meta": {"tag": [{"system": TAG_SYSTEM, "code": tag}]}}, {})
-    assert procedure.status_code == 201, procedure.text
-    ref = f"Procedure/{procedure.json()['id']}"
-    assert [s["code"] for s in procedure.json()["meta"]["security"]] == ["medical"]
-    for headers in (actors.headers["oncologist"], actors.headers["ehr-system"], own["patient"],
-                    other_patient(settings)):
-        assert status(anon, headers, ref) == 404
-        found = anon.get("/fhir/Procedure", params={"_tag": f"{TAG_SYSTEM}|{tag}"}, headers=headers)
-        assert found.status_code == 200 and found.json()["total"] == 0
-    assert client.get(f"/fhir/{ref}").status_code == 200
+        own: dict[str, dict[str, str]], tag: str, rtype: str) -> None:
+    """A type the compartment definition does not list is still the record of the patient it
+    references: the patient and whoever the patient's consent covers see it, nobody else; and
+    what no rule recognises is labelled medical, so a grant of work data does not reach it."""
+    grant(client, record.patient, [actors.permit("oncologist"),
+                                   actors.permit("employer", labels=["work-context"])],
+          f"{tag}-consent")
+    created = post(client, rtype, _unlisted(rtype, record.patient, tag), {})
+    assert created.status_code == 201, created.text
+    ref = f"{rtype}/{created.json()['id']}"
+    assert [s["code"] for s in created.json()["meta"]["security"]] == ["medical"]
+    for headers, sees in ((own["patient"], True), (actors.headers["oncologist"], True),
+                          (actors.headers["employer"], False), (actors.headers["ehr-system"], False),
+                          (other_patient(settings), False)):
+        assert status(anon, headers, ref) == (200 if sees else 404), headers
+        found = anon.get(f"/fhir/{rtype}", params={"_tag": f"{TAG_SYSTEM}|{tag}"}, headers=headers)
+        assert found.status_code == 200 and found.json()["total"] == (1 if sees else 0)
+    everything = anon.get(f"/fhir/Patient/{record.patient}/$everything", headers=own["patient"])
+    assert ref in {f"{e['resource']['resourceType']}/{e['resource']['id']}"
+                   for e in everything.json()["entry"]}
+
+
+def test_data_about_no_patient_stays_open_to_every_caller(
+        anon: TestClient, client: TestClient, actors: Actors, tag: str) -> None:
+    """What names no patient (a medication as a product) is nobody's record: not hidden."""
+    medication = post(client, "Medication", {"resourceType": "Medication", "code": {"text": "Tamoxifen"},
+                                             "meta": {"tag": [{"system": TAG_SYSTEM, "code": tag}]}}, {})
+    assert medication.status_code == 201, medication.text
+    assert "security" not in medication.json()["meta"]
+    assert status(anon, actors.headers["employer"], f"Medication/{medication.json()['id']}") == 200

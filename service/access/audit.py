@@ -15,10 +15,11 @@ which Consent(s) (`policy`). It commits with the write, like the AuditEvent.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, select
 
 from ..fhir import dates
 from ..store.access import SystemAccess
@@ -48,7 +49,8 @@ class AuditTrail:
     query: str | None = None
     client_address: str | None = None
     consents: set[str] = field(default_factory=set)
-    purposes: list[dict[str, Any]] = field(default_factory=list)
+    purposes_of: Callable[[], list[dict[str, Any]]] | None = None
+    """AuditEvent.purposeOfEvent for this request (known once the access policy is open)."""
     seen: dict[int, str] = field(default_factory=dict)
     written: dict[int, str] = field(default_factory=dict)
     patients_hint: set[str] = field(default_factory=set)
@@ -109,14 +111,12 @@ class AuditTrail:
         await system.create(event)
         await system.flush()
         if not failed and self.write_consent_lookup is not None and wrote:
-            for patient, provenance in await self._provenances(store, wrote):
-                stored = await system.create(provenance)
-                # R4 would put it in no compartment (it targets the resource, not the Patient):
-                # it belongs to the record it tells about, labelled as what it targets, so the
+            for _patient, provenance in await self._provenances(store, wrote):
+                # It joins the record of what it targets (the compartment definition's
+                # inheritance through Provenance.target), labelled as what it targets, so the
                 # patient sees it and others only as far as they may see what was written.
-                await system.flush()
-                await store.conn.execute(insert(COMP).values(resource_pk=stored.pk,
-                                                             patient_id=patient))
+                await system.create(provenance)
+            await system.flush()
 
     async def _provenances(self, store: ResourceStore,
                            wrote: dict[int, StoredResource]) -> list[tuple[str, dict[str, Any]]]:
@@ -208,12 +208,9 @@ class AuditTrail:
         }
         if detail:
             event["outcomeDesc"] = detail[:1000]
-        if self.purposes:
-            event["purposeOfEvent"] = self.purposes
-        elif p.is_patient:
-            event["purposeOfEvent"] = [{"coding": [{
-                "system": "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code": "PATRQT",
-                "display": "patient requested"}]}]
+        purposes = self.purposes_of() if self.purposes_of is not None else []
+        if purposes:
+            event["purposeOfEvent"] = purposes
         return event
 
 

@@ -12,7 +12,6 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from ..fhir import dates
 from ..fhir.outcome import FhirError
 from ..runtime import Runtime
 from ..store.access import AccessPolicy
@@ -22,7 +21,7 @@ from .jose import TokenError
 from .oidc import IssuerUnavailable
 from .policy import Policies, RecordRules, ScopePolicy
 from .principal import Principal
-from .resolve import load_consents, resolve_caller
+from .purpose import purpose_of_event
 from .verifier import TokenVerifier
 
 REALM = "pgo-work"
@@ -74,16 +73,17 @@ service`): bound by their scopes only. Everyone else who is not the patient need
 
 async def build_policy(principal: Principal, rt: Runtime, client_address: str | None = None) -> AccessPolicy:
     """Everything that limits this caller, ANDed: effective access is scope AND consent AND
-    policy; and the audit trail that records what the request touched."""
+    policy; and the audit trail that records what the request touched. Nothing is read here:
+    the consent policy reads the caller's consents when the store opens the request's
+    transaction (`AccessPolicy.open`)."""
     policies: list[AccessPolicy] = [ScopePolicy(principal, rt.registry), RecordRules(principal)]
     trail = AuditTrail(principal, client_address=client_address)
+    trail.purposes_of = lambda: purpose_of_event(principal)
     if not principal.is_patient and principal.role not in UNRESTRICTED_ROLES:
-        async with rt.engine.connect() as conn:
-            caller = await resolve_caller(conn, principal)
-            consents = await load_consents(conn, caller, dates.utcnow())
-        consent = ConsentPolicy(caller, consents)
+        consent = ConsentPolicy(principal, rt.access_cache)
         trail.consent_lookup = consent.consent_ids
         trail.write_consent_lookup = consent.consents_for_writes
+        trail.purposes_of = lambda: purpose_of_event(principal, consent.represents is not None)
         policies.append(consent)
     return Policies(all_of=policies, trail=trail)
 

@@ -7,39 +7,29 @@ list), so each policy can be written and tested on its own.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, exists, false, not_, or_, select
+from sqlalchemy import ColumnElement, and_
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..fhir.outcome import FhirError
 from ..store.access import AccessPolicy, PolicyBase, WriteIntent
 from ..store.indexer import Indexer
-from ..store.search.compiler import token_match
 from ..store.searchparams import SearchParamRegistry
-from ..store.tables import Compartment, IdxReference, IdxToken, Resource, ResourceLabel
+from . import predicates as P
 from .principal import Principal
 from .scopes import ACTION_PERMISSION, ResourceScope
 
-COMP = Compartment.__table__
-TOKEN = IdxToken.__table__
-LABEL = ResourceLabel.__table__
-REF = IdxReference.__table__
-RES = Resource.__table__
-DATA_CATEGORY = "https://pgo-work.nl/fhir/CodeSystem/data-category"
 WRITE_PERMISSION = {"create": "c", "update": "u", "delete": "d"}
+OWN_RECORD = "scope_patient"
+"""The bind parameter holding the token's patient (patient/ scopes, a patient's own token)."""
 
 
 def forbidden(diagnostics: str) -> FhirError:
     """403: the token is valid but does not allow this (RFC 6750 insufficient_scope)."""
     return FhirError(403, "forbidden", diagnostics,
                      headers={"WWW-Authenticate": 'Bearer error="insufficient_scope"'})
-
-
-def in_compartment(pk: Any, patient: str) -> ColumnElement[bool]:
-    """The resource at `pk` belongs to `patient`'s compartment (CompartmentDefinition/patient)."""
-    c = COMP.alias()
-    return exists(select(c.c.resource_pk).where(c.c.resource_pk == pk, c.c.patient_id == patient))
 
 
 class ScopePolicy(PolicyBase):
@@ -60,6 +50,12 @@ class ScopePolicy(PolicyBase):
         self.patient = self._patient()
         self.scopes = tuple(s for s in principal.scopes.resources
                             if s.context != "patient" or self.patient is not None)
+        self.plan = self._read_plan()
+        self.values = {OWN_RECORD: [self.patient]} if self.patient is not None else {}
+
+    @property
+    def parameters(self) -> Mapping[str, Any]:
+        return self.values
 
     def _patient(self) -> str | None:
         p = self.principal
@@ -81,16 +77,18 @@ class ScopePolicy(PolicyBase):
             raise forbidden(f"The token's scopes do not allow {action} on {target}")
 
     def visible(self, pk: Any, resource_type: Any) -> ColumnElement[bool] | None:
+        return P.predicate(self.plan, pk, resource_type)
+
+    def _read_plan(self) -> P.Plan:
         readable = [s for s in self.scopes if s.permissions & {"r", "s"}]
-        predicate = self._union(readable, pk, resource_type)
+        plan = self._union(readable)
         if self.principal.is_patient:
             if self.patient is None:
-                return false()
+                return P.FALSE
             # Their own record, and what belongs to no one's record (forms to fill in, the
             # directory of professionals); never another patient's data.
-            confined = or_(in_compartment(pk, self.patient), not_(in_some_record(pk)))
-            return confined if predicate is None else and_(predicate, confined)
-        return predicate
+            return P.all_of(plan, P.any_of(P.in_patients(OWN_RECORD), P.negate(P.IN_RECORD)))
+        return plan
 
     def may_read(self, patient: str, resource_type: str, categories: frozenset[str]) -> bool:
         """A plain (non-granular) read or search scope covers the type in that record; a
@@ -122,30 +120,22 @@ class ScopePolicy(PolicyBase):
             return intent.resource is not None and self._resource_matches(scope, intent.resource)
         return True
 
-    def _union(self, scopes: Sequence[ResourceScope], pk: Any, rtype: Any) -> ColumnElement[bool] | None:
-        """OR over scopes; None when one of them restricts nothing."""
-        clauses: list[ColumnElement[bool]] = []
+    def _union(self, scopes: Sequence[ResourceScope]) -> P.Plan:
+        """OR over scopes (TRUE when one of them restricts nothing)."""
+        clauses: list[P.Plan] = []
         for context in ("user", "system", "patient"):
             plain = {s.resource_type for s in scopes if s.context == context and not s.params}
             if not plain:
                 continue
-            conds: list[ColumnElement[bool]] = []
-            if "*" not in plain:
-                conds.append(rtype.in_(sorted(plain)))
-            if context == "patient":
-                assert self.patient is not None
-                conds.append(in_compartment(pk, self.patient))
-            if not conds:
-                return None
-            clauses.append(and_(*conds))
+            clauses.append(P.all_of(
+                P.TRUE if "*" in plain else P.type_in(plain),
+                P.in_patients(OWN_RECORD) if context == "patient" else P.TRUE))
         for s in scopes:
             if s.params:
-                conds = [rtype == s.resource_type, self._granular(s, pk)]
-                if s.context == "patient":
-                    assert self.patient is not None
-                    conds.append(in_compartment(pk, self.patient))
-                clauses.append(and_(*conds))
-        return or_(*clauses) if clauses else false()
+                clauses.append(P.all_of(
+                    P.type_is(s.resource_type), self._granular(s),
+                    P.in_patients(OWN_RECORD) if s.context == "patient" else P.TRUE))
+        return P.any_of(*clauses)
 
     def _token_params(self, scope: ResourceScope) -> list[tuple[str, list[str]]] | None:
         """(index key, values) per granular parameter, or None when one cannot be enforced."""
@@ -159,17 +149,11 @@ class ScopePolicy(PolicyBase):
             out.append((param.key, value.split(",")))
         return out
 
-    def _granular(self, scope: ResourceScope, pk: Any) -> ColumnElement[bool]:
+    def _granular(self, scope: ResourceScope) -> P.Plan:
         params = self._token_params(scope)
         if params is None:
-            return false()
-        conds = []
-        for key, values in params:
-            t = TOKEN.alias()
-            matches = [token_match(t.c.system, t.c.code, None, v) for v in values]
-            conds.append(exists(select(t.c.pk).where(t.c.resource_pk == pk, t.c.param == key,
-                                                     or_(*matches))))
-        return and_(*conds)
+            return P.FALSE
+        return P.all_of(*[P.token(key, tuple(values)) for key, values in params])
 
     def _resource_matches(self, scope: ResourceScope, resource: dict[str, Any]) -> bool:
         """The same granular test on a resource about to be written, from its index rows."""
@@ -194,26 +178,6 @@ def _row_matches(row: dict[str, Any], value: str) -> bool:
     return bool(row.get("code") == c and row.get("system") is None)
 
 
-def in_some_record(pk: Any) -> ColumnElement[bool]:
-    """True when the resource at `pk` is about some patient's record: it belongs to a patient's
-    compartment, or it carries a data-category label, or it is a Provenance of something in a
-    record. The last two catch what the server cannot place in a compartment: patient data of
-    a type it computes no compartment for (a Procedure), and a Provenance (which R4 puts in a
-    compartment only when it targets the Patient itself, yet it tells what was written into a
-    record, by whom). Whose it is cannot be told, so it is no one's to see but the operator's,
-    rather than everyone's."""
-    c, lab = COMP.alias(), LABEL.alias()
-    ref, target, target_comp = REF.alias(), RES.alias(), COMP.alias()
-    provenance_of_record = exists(select(ref.c.pk).join(target, and_(
-        target.c.resource_type == ref.c.target_type, target.c.id == ref.c.target_id)).where(
-        ref.c.resource_pk == pk, ref.c.param == "Provenance.target",
-        exists(select(target_comp.c.resource_pk).where(target_comp.c.resource_pk == target.c.pk))))
-    return or_(exists(select(c.c.resource_pk).where(c.c.resource_pk == pk)),
-               exists(select(lab.c.resource_pk).where(lab.c.resource_pk == pk,
-                                                      lab.c.system == DATA_CATEGORY)),
-               provenance_of_record)
-
-
 class RecordRules(PolicyBase):
     """Rules about the record itself that hold for every caller: the audit trail is written by
     the server and never changed or deleted through the API."""
@@ -236,6 +200,19 @@ class Policies:
     def __init__(self, all_of: Sequence[AccessPolicy], trail: Any = None) -> None:
         self.all_of = list(all_of)
         self.trail = trail
+
+        self._parameters: dict[str, Any] = {}
+
+    async def open(self, conn: AsyncConnection) -> None:
+        merged: dict[str, Any] = {}
+        for policy in self.all_of:
+            await policy.open(conn)
+            merged.update(policy.parameters)
+        self._parameters = merged
+
+    @property
+    def parameters(self) -> Mapping[str, Any]:
+        return self._parameters
 
     def visible(self, pk: Any, resource_type: Any) -> ColumnElement[bool] | None:
         predicates = [p for p in (policy.visible(pk, resource_type) for policy in self.all_of)

@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from ..config import PROJECT_ROOT
+from .purpose import claimed_purposes
 from .scopes import ScopeSet, parse_scopes
 
 BASE_ROLES = ("patient", "representative", "practitioner", "employer", "ehr-system", "service")
@@ -51,6 +52,8 @@ class Principal:
     grant_id: str | None = None
     """The built-in server's authorization this token belongs to (revoked together)."""
     expires_at: int | None = None
+    purposes: tuple[tuple[str | None, str], ...] = ()
+    """Purpose of use the token states (`purpose_of_use` claim); empty: the role's default."""
 
     @property
     def is_patient(self) -> bool:
@@ -105,4 +108,5 @@ def principal_from_claims(claims: dict[str, Any], base_url: str) -> Principal:
         token_id=claims.get("jti") if isinstance(claims.get("jti"), str) else None,
         grant_id=claims.get("sid") if isinstance(claims.get("sid"), str) else None,
         expires_at=int(exp) if isinstance(exp, int | float) else None,
+        purposes=claimed_purposes(claims),
     )

@@ -1,87 +1,232 @@
-"""Per request: who the caller is in FHIR terms, and which Consents may name them.
+"""Per request, inside the request's own transaction: who the caller is in FHIR terms, and which
+Consents may name them.
 
-Read fresh on every request (never cached), so a withdrawn consent stops counting on the very
-next request, on every instance behind the load balancer.
+One statement answers it all (the caller's references and role codes, their CareTeams, the
+current versions of the active Consents that name any of those, and the RelatedPerson a
+representative acts as). What it answers depends only on resources of the types in
+`INPUT_TYPES`, and every write of those bumps the change epoch in the same transaction
+(`store.tables.ChangeEpoch`). So each request reads the epoch (one primary-key read) and reuses
+what this instance resolved for the same caller at the same epoch; at any other epoch it
+resolves again. A withdrawn consent, a retired PractitionerRole or a changed CareTeam therefore
+counts from the very next request, on every instance behind the load balancer, while an
+unchanged world costs one tiny query. Consent versions are parsed once (`ConsentCache`).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
 
 import orjson
-from sqlalchemy import and_, exists, false, or_, select
+from sqlalchemy import (
+    BigInteger,
+    CompoundSelect,
+    Integer,
+    String,
+    Text,
+    bindparam,
+    cast,
+    false,
+    literal,
+    null,
+    select,
+    tuple_,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..store.tables import IdxReference, IdxToken, Resource
-from .consent import Caller, ConsentRule, parse_consent
+from ..store.tables import ChangeEpoch, IdxReference, IdxToken, Resource
 from .principal import Principal
+from .provisions import ConsentCache, ConsentDoc, read_consent
 
 RES = Resource.__table__
 REF = IdxReference.__table__
 TOKEN = IdxToken.__table__
+NONE = ""
+"""Bound where the caller has no such reference: no stored resource has an empty type or id."""
 
 
-async def _referencing(conn: AsyncConnection, source_type: str, param: str, targets: set[str]) -> list[dict]:
-    """Current resources of `source_type` whose `param` points at any of `targets`."""
-    if not targets:
-        return []
-    pairs = [t.split("/", 1) for t in sorted(targets) if "/" in t]
-    match = or_(false(), *[and_(REF.c.target_type == t, REF.c.target_id == i) for t, i in pairs])
-    stmt = select(RES.c.content).where(
-        RES.c.resource_type == source_type, RES.c.deleted == false(),
-        exists().where(and_(REF.c.resource_pk == RES.c.pk, REF.c.param == f"{source_type}.{param}",
-                            match)))
-    return [orjson.loads(row.content) for row in await conn.execute(stmt)]
+INPUT_TYPES = frozenset({"Consent", "PractitionerRole", "CareTeam", "RelatedPerson"})
+"""The resource types a resolution is derived from: the store bumps the change epoch on every
+write of one of them (`StoreConfig.watched_types`)."""
+EPOCH = ChangeEpoch.__table__
+EPOCH_READ = select(EPOCH.c.value).where(EPOCH.c.id == 1)
 
 
-async def resolve_caller(conn: AsyncConnection, principal: Principal) -> Caller:
-    """The references and role codes a Consent's `actor` may use to name this caller."""
-    refs: set[str] = set()
+@dataclass(frozen=True)
+class Resolution:
+    """Who the caller is and which Consents name them (shared between requests: immutable)."""
+
+    references: frozenset[str] = frozenset()
+    roles: frozenset[str] = frozenset()
+    consents: tuple[ConsentDoc, ...] = ()
+    related_person: dict[str, Any] | None = field(default=None, hash=False, compare=False)
+    """The RelatedPerson of the token's fhirUser (for a representative), as stored."""
+
+
+class AccessCache:
+    """One database's parsed Consents and resolved callers, held by the runtime. A cache only:
+    everything in it is checked against the database on every request."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.consents = ConsentCache()
+        self.size = size
+        self._callers: OrderedDict[tuple[str | None, ...], tuple[int, Resolution]] = OrderedDict()
+
+    def caller(self, key: tuple[str | None, ...], epoch: int) -> Resolution | None:
+        found = self._callers.get(key)
+        if found is None or found[0] != epoch:
+            return None
+        self._callers.move_to_end(key)
+        return found[1]
+
+    def remember(self, key: tuple[str | None, ...], epoch: int, resolution: Resolution) -> None:
+        self._callers[key] = (epoch, resolution)
+        self._callers.move_to_end(key)
+        while len(self._callers) > self.size:
+            self._callers.popitem(last=False)
+
+
+def _current(resource_type: str) -> Any:
+    return (RES.c.resource_type == resource_type) & (RES.c.deleted == false())
+
+
+def _with_token(param: str, code: str, negate: bool = False) -> Any:
+    rows = select(TOKEN.c.resource_pk).where(TOKEN.c.param == param, TOKEN.c.code == code)
+    return RES.c.pk.notin_(rows) if negate else RES.c.pk.in_(rows)
+
+
+def _row(kind: str, a: Any = None, b: Any = None, pk: Any = None, version: Any = None,
+         content: Any = None) -> list[Any]:
+    """One branch of the answer: (kind, a, b, pk, version, content), NULLs typed for the union."""
+    def typed(value: Any, type_: Any) -> Any:
+        return cast(null(), type_) if value is None else value
+    return [literal(kind, String).label("kind"), typed(a, String).label("a"),
+            typed(b, String).label("b"), typed(pk, BigInteger).label("pk"),
+            typed(version, Integer).label("version"), typed(content, Text).label("content")]
+
+
+@lru_cache(maxsize=1)
+def statement() -> CompoundSelect[Any]:
+    """The caller's world in one query (built once; the values are bound per request)."""
+    roles = select(RES.c.pk, RES.c.id).where(
+        _current("PractitionerRole"),
+        (RES.c.id == bindparam("role_id", type_=String)) | RES.c.pk.in_(
+            select(REF.c.resource_pk).where(
+                REF.c.param == "PractitionerRole.practitioner",
+                REF.c.target_type == "Practitioner",
+                REF.c.target_id == bindparam("practitioner_id", type_=String))),
+        _with_token("PractitionerRole.active", "false", negate=True),
+    ).cte("caller_roles")
+    own = union_all(
+        select(bindparam("user_type", type_=String).label("rtype"),
+               bindparam("user_id", type_=String).label("rid")),
+        select(bindparam("client_type", type_=String), bindparam("client_id", type_=String)),
+        select(literal("PractitionerRole", String), roles.c.id),
+        select(REF.c.target_type, REF.c.target_id).where(
+            REF.c.resource_pk.in_(select(roles.c.pk)),
+            REF.c.param.in_(["PractitionerRole.practitioner", "PractitionerRole.organization"])),
+    ).cte("caller_own_refs")
+    teams = select(RES.c.pk, RES.c.id).where(
+        _current("CareTeam"),
+        RES.c.pk.notin_(select(TOKEN.c.resource_pk).where(
+            TOKEN.c.param == "CareTeam.status", TOKEN.c.code != "active")),
+        RES.c.pk.in_(select(REF.c.resource_pk).where(
+            REF.c.param == "CareTeam.participant",
+            tuple_(REF.c.target_type, REF.c.target_id).in_(select(own.c.rtype, own.c.rid)))),
+    ).cte("caller_teams")
+    refs = union_all(select(own.c.rtype, own.c.rid),
+                     select(literal("CareTeam", String), teams.c.id)).cte("caller_refs")
+    consents = select(RES.c.pk, RES.c.version_id).where(
+        _current("Consent"),
+        _with_token("Consent.status", "active"),
+        RES.c.pk.in_(select(REF.c.resource_pk).where(
+            REF.c.param == "Consent.any-actor",
+            tuple_(REF.c.target_type, REF.c.target_id).in_(select(refs.c.rtype, refs.c.rid)))),
+    ).cte("caller_consents")
+    role_codes = select(*_row("role", TOKEN.c.system, TOKEN.c.code)).where(
+        TOKEN.c.resource_pk.in_(select(roles.c.pk)), TOKEN.c.param == "PractitionerRole.role")
+    related = select(*_row("related", pk=RES.c.pk, version=RES.c.version_id,
+                           content=RES.c.content)).where(
+        _current("RelatedPerson"), RES.c.id == bindparam("related_id", type_=String))
+    return union_all(
+        select(*_row("ref", refs.c.rtype, refs.c.rid)),
+        role_codes,
+        select(*_row("consent", pk=consents.c.pk, version=consents.c.version_id)),
+        related,
+    )
+
+
+def _split(reference: str | None, *types: str) -> tuple[str, str]:
+    if reference and "/" in reference and reference.split("/", 1)[0] in types:
+        rtype, rid = reference.split("/", 1)
+        return rtype, rid
+    return NONE, NONE
+
+
+async def resolve(conn: AsyncConnection, principal: Principal, cache: AccessCache) -> Resolution:
+    """The caller's references and roles, and the active Consents that name any of them: as
+    resolved before at the current change epoch, or resolved now."""
+    epoch = int((await conn.execute(EPOCH_READ)).scalar_one())
+    key = (principal.fhir_user, principal.client_id, principal.role)
+    known = cache.caller(key, epoch)
+    if known is not None:
+        return known
+    # Read after the epoch: at worst newer than it, and then the next request resolves again.
+    resolution = await _resolve(conn, principal, cache.consents)
+    cache.remember(key, epoch, resolution)
+    return resolution
+
+
+async def _resolve(conn: AsyncConnection, principal: Principal, cache: ConsentCache) -> Resolution:
+    user_type, user_id = _split(principal.fhir_user, "Practitioner", "PractitionerRole",
+                                "RelatedPerson", "Patient")
+    params = {
+        "user_type": user_type, "user_id": user_id,
+        "client_type": "Device" if principal.client_id else NONE,
+        "client_id": principal.client_id or NONE,
+        "role_id": user_id if user_type == "PractitionerRole" else NONE,
+        "practitioner_id": user_id if user_type == "Practitioner" else NONE,
+        "related_id": user_id if user_type == "RelatedPerson" else NONE,
+    }
+    references: set[str] = set()
     roles: set[str] = {principal.role} if principal.role else set()
-    if principal.fhir_user:
-        refs.add(principal.fhir_user)
-    if principal.client_id:
-        refs.add(f"Device/{principal.client_id}")
-    practitioner_roles: list[dict] = []
-    if principal.fhir_user and principal.fhir_user.startswith("PractitionerRole/"):
-        row = (await conn.execute(select(RES.c.content).where(
-            RES.c.resource_type == "PractitionerRole",
-            RES.c.id == principal.fhir_user.split("/", 1)[1], RES.c.deleted == false()))).first()
-        if row is not None:
-            practitioner_roles.append(orjson.loads(row.content))
-    elif principal.fhir_user and principal.fhir_user.startswith("Practitioner/"):
-        practitioner_roles = await _referencing(conn, "PractitionerRole", "practitioner",
-                                                {principal.fhir_user})
-    for role in practitioner_roles:
-        if role.get("active") is False:
-            continue
-        refs.add(f"PractitionerRole/{role['id']}")
-        for key in ("practitioner", "organization"):
-            ref = (role.get(key) or {}).get("reference")
-            if ref:
-                refs.add(ref)
-        for code in role.get("code", []):
-            roles.update(c["code"] for c in code.get("coding", []) if c.get("code"))
-    teams = await _referencing(conn, "CareTeam", "participant", refs)
-    refs.update(f"CareTeam/{t['id']}" for t in teams if t.get("status") in (None, "active"))
-    return Caller(frozenset(refs), frozenset(roles))
+    related: dict[str, Any] | None = None
+    wanted: list[tuple[int, int]] = []
+    for row in await conn.execute(statement(), params):
+        if row.kind == "ref" and row.a and row.b:
+            references.add(f"{row.a}/{row.b}")
+        elif row.kind == "role" and row.b:
+            roles.add(row.b)
+        elif row.kind == "consent":
+            wanted.append((int(row.pk), int(row.version)))
+        elif row.kind == "related" and row.content:
+            related = orjson.loads(row.content)
+    consents = await _consents(conn, wanted, cache)
+    return Resolution(frozenset(references), frozenset(roles), tuple(consents), related)
 
 
-async def load_consents(conn: AsyncConnection, caller: Caller, now: datetime) -> list[ConsentRule]:
-    """Active Consents whose provisions (at any depth) name one of the caller's references."""
-    pairs = [r.split("/", 1) for r in sorted(caller.references)]
-    if not pairs:
-        return []
-    by_ref = exists().where(and_(
-        REF.c.resource_pk == RES.c.pk, REF.c.param == "Consent.any-actor",
-        or_(*[and_(REF.c.target_type == t, REF.c.target_id == i) for t, i in pairs])))
-    active = exists().where(and_(TOKEN.c.resource_pk == RES.c.pk, TOKEN.c.param == "Consent.status",
-                                 TOKEN.c.code == "active"))
-    stmt = select(RES.c.content).where(RES.c.resource_type == "Consent", RES.c.deleted == false(),
-                                       active, by_ref)
-    out = []
-    for row in await conn.execute(stmt):
-        rule = parse_consent(orjson.loads(row.content), caller, now)
-        if rule is not None:
-            out.append(rule)
-    return out
+async def _consents(conn: AsyncConnection, wanted: list[tuple[int, int]],
+                    cache: ConsentCache) -> list[ConsentDoc]:
+    """The parsed Consents, reading the content only of versions not parsed before."""
+    docs: list[ConsentDoc] = []
+    missing: list[int] = []
+    for key in sorted(wanted):
+        known, doc = cache.get(key)
+        if not known:
+            missing.append(key[0])
+        elif doc is not None:
+            docs.append(doc)
+    if missing:
+        rows = await conn.execute(select(RES.c.pk, RES.c.version_id, RES.c.content).where(
+            RES.c.pk.in_(missing), RES.c.deleted == false()))
+        for row in rows:
+            # The version read here may be newer than the one listed (a concurrent change on
+            # PostgreSQL's read committed): it is the current one, and cached as what it is.
+            doc = read_consent(orjson.loads(row.content))
+            cache.put((int(row.pk), int(row.version_id)), doc)
+            if doc is not None:
+                docs.append(doc)
+    return docs

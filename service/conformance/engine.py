@@ -140,11 +140,12 @@ def build_conformance(package: ConformancePackage, profiles_dir: Path) -> Confor
     validator = ProfileValidator(package.of_type("StructureDefinition"), terminology, canonical)
     compartment = package.patient_compartment or {}
     in_compartment = frozenset(r["code"] for r in compartment.get("resource", []) if r.get("param"))
+    listed = frozenset(r["code"] for r in compartment.get("resource", []) if r.get("code"))
     rules_path = profiles_dir / LABEL_RULES
     rules: dict[str, Any] = orjson.loads(rules_path.read_bytes()) if rules_path.exists() else {
         "system": f"{canonical}/CodeSystem/data-category", "rules": []}
     categories = terminology.codesystems.get(str(rules["system"]))
     displays = {code: c.display or code for code, c in categories.items()} if categories else None
-    labeler = SecurityLabeler(rules, in_compartment, displays)
+    labeler = SecurityLabeler(rules, in_compartment, displays, listed)
     return Conformance(package, canonical, terminology, validator,
                        QuestionnaireValidator(terminology), labeler, Extractor(validator))

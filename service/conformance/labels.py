@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 
 from ..fhir.outcome import FhirError, Issue
+from ..store.indexer import references_in
 from .validator import codings_of
 
 
@@ -55,7 +56,8 @@ class SecurityLabeler:
     """The rules file, parsed once; `labels_for` is pure and `apply` is the write check."""
 
     def __init__(self, rules: dict[str, Any], compartment_types: frozenset[str],
-                 displays: dict[str, str] | None = None) -> None:
+                 displays: dict[str, str] | None = None,
+                 listed_types: frozenset[str] | None = None) -> None:
         self.system: str = rules["system"]
         self.rules = tuple(
             Rule(r["id"], frozenset(r["match"]["resourceType"]) if "resourceType" in r["match"]
@@ -65,13 +67,24 @@ class SecurityLabeler:
         self.default = tuple(rules.get("default", {}).get("labels", []))
         self.exempt = frozenset(rules.get("exempt", []))
         self.compartment_types = compartment_types
+        self.listed_types = listed_types if listed_types is not None else compartment_types
+        """Types the compartment definition decides on; a resource of any other type is
+        record data when it references a Patient (as `Indexer.index` decides)."""
         self.displays = displays
         """code -> display of the data-category CodeSystem; None when it is not shipped."""
 
     @classmethod
     def from_file(cls, path: Path, compartment_types: frozenset[str],
-                  displays: dict[str, str] | None = None) -> SecurityLabeler:
-        return cls(orjson.loads(path.read_bytes()), compartment_types, displays)
+                  displays: dict[str, str] | None = None,
+                  listed_types: frozenset[str] | None = None) -> SecurityLabeler:
+        return cls(orjson.loads(path.read_bytes()), compartment_types, displays, listed_types)
+
+    def _record_data(self, resource: dict[str, Any]) -> bool:
+        rtype = resource.get("resourceType")
+        if rtype in self.compartment_types:
+            return True
+        return rtype not in self.listed_types and any(
+            t == "Patient" for t, _ in references_in(resource))
 
     def labels_for(self, resource: dict[str, Any]) -> list[str]:
         """The data-category codes the content calls for, in rule order, without duplicates."""
@@ -85,7 +98,7 @@ class SecurityLabeler:
             if rule.any_of and not any(self._holds(c, resource) for c in rule.any_of):
                 continue
             out += [label for label in rule.labels if label not in out]
-        if not out and rtype in self.compartment_types:
+        if not out and self._record_data(resource):
             out = list(self.default)
         return out
 

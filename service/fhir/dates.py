@@ -9,6 +9,7 @@ from __future__ import annotations
 import calendar
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 MIN_DT = datetime(1, 1, 1)
 MAX_DT = datetime(9999, 12, 31, 23, 59, 59, 999999)
@@ -68,6 +69,18 @@ def parse_range(value: str) -> tuple[datetime, datetime]:
         offset = timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6]))
         low = low - sign * offset
     return low, low + span - timedelta(microseconds=1)
+
+
+def period_bounds(period: Any) -> tuple[datetime, datetime]:
+    """A FHIR Period as [start, end], open ends unbounded; one that cannot be read covers
+    nothing (start after end), so a rule bound to it never holds by accident."""
+    if not isinstance(period, dict):
+        return MAX_DT, MIN_DT
+    try:
+        return (parse_range(period["start"])[0] if period.get("start") else MIN_DT,
+                parse_range(period["end"])[1] if period.get("end") else MAX_DT)
+    except (DateFormatError, TypeError):
+        return MAX_DT, MIN_DT
 
 
 def parse_instant(value: str) -> datetime:

@@ -8,10 +8,12 @@ filtered after the query.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 
 @dataclass(frozen=True)
@@ -26,9 +28,19 @@ class WriteIntent:
 
 
 class AccessPolicy(Protocol):
+    async def open(self, conn: AsyncConnection) -> None:
+        """The request's transaction has begun: read what the decisions depend on (the
+        caller's roles, the patient's consents) in it, so they hold for exactly this
+        transaction and nothing is kept between requests."""
+
     def visible(self, pk: Any, resource_type: Any) -> ColumnElement[bool] | None:
         """A predicate over a resource primary-key column (and its type column) that is true
-        for rows the caller may read; None means no restriction."""
+        for rows the caller may read; None means no restriction. It may contain bind
+        parameters without values: the store executes it with `parameters`."""
+
+    @property
+    def parameters(self) -> Mapping[str, Any]:
+        """Values of the named bind parameters in `visible`'s predicates, for this request."""
 
     def check_write(self, intent: WriteIntent) -> None:
         """Raise FhirError when the caller may not perform this write."""
@@ -60,6 +72,13 @@ class AccessPolicy(Protocol):
 
 class PolicyBase:
     """A policy that restricts nothing and records nothing; policies override what they need."""
+
+    async def open(self, conn: AsyncConnection) -> None:
+        return None
+
+    @property
+    def parameters(self) -> Mapping[str, Any]:
+        return {}
 
     def visible(self, pk: Any, resource_type: Any) -> ColumnElement[bool] | None:
         return None

@@ -52,6 +52,23 @@ def parse_reference(ref: str, base_url: str = "") -> tuple[str | None, str | Non
     return None, None, ref
 
 
+def references_in(resource: dict[str, Any], base_url: str = "") -> list[tuple[str | None, str | None]]:
+    """(type, local id) of every `reference` anywhere in a resource, contained ones included."""
+    found: list[tuple[str | None, str | None]] = []
+    stack: list[Any] = [resource]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            ref = node.get("reference")
+            if isinstance(ref, str) and ref:
+                rtype, rid, _url = parse_reference(ref, base_url)
+                found.append((rtype, rid))
+            stack.extend(v for v in node.values() if isinstance(v, dict | list))
+        elif isinstance(node, list):
+            stack.extend(v for v in node if isinstance(v, dict | list))
+    return found
+
+
 class Indexer:
     def __init__(self, registry: SearchParamRegistry, base_url: str = "") -> None:
         self.registry = registry
@@ -80,6 +97,12 @@ class Indexer:
             for row in out.rows.get("reference", []):
                 if row["param"] == key and row["target_type"] == "Patient" and row["target_id"]:
                     out.patients.add(row["target_id"])
+        if rtype not in self.registry.compartment_listed:
+            # A type the compartment definition does not list (Communication, Appointment,
+            # Coverage, ...): whichever Patient it references anywhere, it is part of that
+            # patient's record. Failing closed: unknown patient data is never everyone's.
+            out.patients.update(rid for t, rid in references_in(resource, self.base_url)
+                                if t == "Patient" and rid)
         return out
 
     def _rows(self, p: SearchParam, value: Any, out: IndexRows) -> None:

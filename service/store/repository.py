@@ -14,7 +14,20 @@ from datetime import datetime
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Table, delete, false, func, insert, not_, select, true, update
+from sqlalchemy import (
+    Table,
+    and_,
+    delete,
+    exists,
+    false,
+    func,
+    insert,
+    not_,
+    select,
+    true,
+    tuple_,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -30,7 +43,9 @@ from .search.request import SearchRequest
 from .searchparams import SearchParamRegistry
 from .tables import (
     INDEX_TABLES,
+    ChangeEpoch,
     Compartment,
+    IdxReference,
     Resource,
     ResourceLabel,
     ResourceVersion,
@@ -41,8 +56,14 @@ RES = cast(Table, Resource.__table__)
 VER = cast(Table, ResourceVersion.__table__)
 COMP = cast(Table, Compartment.__table__)
 LABEL = cast(Table, ResourceLabel.__table__)
+EPOCH = cast(Table, ChangeEpoch.__table__)
+REF = cast(Table, IdxReference.__table__)
 INDEXES = cast(dict[str, Table], INDEX_TABLES)
 _PENDING_TABLES: dict[str, Table] = {**INDEXES, "version": VER, "compartment": COMP, "label": LABEL}
+R = RES.alias("r")
+V = VER.alias("v")
+"""The aliases every guarded query selects from. Fixed, so the access predicate built for them
+is built once per process (`service.access.predicates`), not once per query."""
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
@@ -53,6 +74,8 @@ class StoreConfig:
     registry: SearchParamRegistry
     base_url: str
     max_include: int = 1000
+    watched_types: frozenset[str] = frozenset()
+    """Resource types whose every write bumps the change epoch (`tables.ChangeEpoch`)."""
 
     @property
     def indexer(self) -> Indexer:
@@ -65,6 +88,11 @@ class ResourceStore:
         self.config = config
         self.access = access
         self._indexer = Indexer(config.registry, config.base_url)
+        self._watched_change = False
+        self._joined: set[int] = set()
+        """Resources that joined a patient's record in this transaction and may be referenced
+        by an inheriting resource (a Provenance) written before them: `_propagate` at flush."""
+        self._wrote_inheritor = False
         self._pending: dict[str, list[dict[str, Any]]] = {}
         """Rows of versions, indexes, compartments and labels not yet sent: a transaction
         Bundle writes each table once instead of once per resource. Every query flushes
@@ -76,6 +104,22 @@ class ResourceStore:
             pending, self._pending = self._pending, {}
             for name, rows in pending.items():
                 await self.conn.execute(insert(_PENDING_TABLES[name]), rows)
+        if self._joined:
+            joined, self._joined = self._joined, set()
+            await self._propagate(joined)
+
+    async def finish(self) -> None:
+        """The last step before commit: flush, and bump the change epoch when a watched type
+        was written (last, so its row lock is held only until the commit)."""
+        await self.flush()
+        if self._watched_change:
+            self._watched_change = False
+            await self.conn.execute(update(EPOCH).where(EPOCH.c.id == 1).values(
+                value=EPOCH.c.value + 1))
+
+    def _changed(self, resource_type: str) -> None:
+        if resource_type in self.config.watched_types:
+            self._watched_change = True
 
     # -- reads --------------------------------------------------------------------------
     async def read(self, resource_type: str, rid: str) -> StoredResource:
@@ -97,11 +141,10 @@ class ResourceStore:
         if not version.isdigit() or len(version) > 9:
             # Versions are 32-bit integers in the schema; a longer number cannot exist.
             raise not_found(f"Version '{version}' of {resource_type}/{rid} is not known")
-        v = VER.alias("v")
-        stmt = select(v).where(v.c.resource_type == resource_type, v.c.id == rid,
-                               v.c.version_id == int(version))
-        stmt = self._guard(stmt, v.c.resource_pk, v.c.resource_type)
-        row = (await self.conn.execute(stmt)).mappings().first()
+        stmt = select(V).where(V.c.resource_type == resource_type, V.c.id == rid,
+                               V.c.version_id == int(version))
+        stmt = self._guard(stmt, V.c.resource_pk, V.c.resource_type)
+        row = (await self._query(stmt)).mappings().first()
         if row is None:
             raise not_found(f"Version {version} of {resource_type}/{rid} is not known")
         stored = _version(row)
@@ -112,23 +155,27 @@ class ResourceStore:
 
     async def _current(self, resource_type: str, rid: str) -> StoredResource | None:
         await self.flush()
-        r = RES.alias("r")
-        stmt = select(r).where(r.c.resource_type == resource_type, r.c.id == rid)
-        stmt = self._guard(stmt, r.c.pk, r.c.resource_type)
-        row = (await self.conn.execute(stmt)).mappings().first()
+        stmt = select(R).where(R.c.resource_type == resource_type, R.c.id == rid)
+        stmt = self._guard(stmt, R.c.pk, R.c.resource_type)
+        row = (await self._query(stmt)).mappings().first()
         return _current(row) if row else None
 
     def _guard(self, stmt: Any, pk: Any, rtype: Any) -> Any:
         predicate = self.access.visible(pk, rtype)
         return stmt if predicate is None else stmt.where(predicate)
 
+    async def _query(self, stmt: Any) -> Any:
+        """Run a query that carries the access predicate, with the values it is bound to."""
+        return await self.conn.execute(stmt, dict(self.access.parameters))
+
     # -- writes -------------------------------------------------------------------------
     async def create(self, resource: dict[str, Any], rid: str | None = None) -> StoredResource:
         """Store a new resource with a server-assigned id (or `rid`, for update-as-create)."""
         rtype = resource["resourceType"]
+        chosen = rid is not None
         rid = rid or str(uuid.uuid4())
         now = dates.utcnow()
-        content, rows = self._prepare(resource, rid, 1, now, set())
+        content, rows = await self._prepared(resource, rid, 1, now, set())
         self.access.check_write(WriteIntent("create", rtype, resource, frozenset(rows.patients),
                                             frozenset(rows.labels)))
         try:
@@ -143,6 +190,11 @@ class ResourceStore:
             raise FhirError(409, "duplicate", f"{rtype}/{rid} already exists") from exc
         await self._write_version(pk, rtype, rid, 1, now, "POST", content)
         await self._write_indexes(pk, rows, set(), set())
+        if rows.patients and (chosen or self._wrote_inheritor):
+            # Only a client-chosen id, or an id handed out earlier in this transaction, can
+            # already be the target of an inheriting resource.
+            self._joined.add(pk)
+        self._changed(rtype)
         stored = StoredResource(pk, rtype, rid, 1, now, content)
         self.access.seen([stored], wrote=True)
         return stored
@@ -170,7 +222,7 @@ class ResourceStore:
         old_patients = await self._patients(pk)
         now = dates.utcnow()
         version = old_version + 1
-        content, rows = self._prepare(resource, rid, version, now, old_labels)
+        content, rows = await self._prepared(resource, rid, version, now, old_labels)
         if old_patients and not old_patients <= rows.patients:
             raise FhirError(422, "business-rule",
                             f"{rtype}/{rid} belongs to another patient's record and cannot be moved",
@@ -189,6 +241,9 @@ class ResourceStore:
         await self._write_version(pk, rtype, rid, version, now, "PUT", content)
         await self._clear_indexes(pk)
         await self._write_indexes(pk, rows, old_labels, old_patients)
+        if rows.patients - old_patients:
+            self._joined.add(pk)
+        self._changed(rtype)
         stored = StoredResource(pk, rtype, rid, version, now, content)
         self.access.seen([stored], wrote=True)
         return stored, False
@@ -238,6 +293,7 @@ class ResourceStore:
             raise FhirError(409, "conflict", f"{resource_type}/{rid} was changed concurrently")
         await self._write_version(pk, resource_type, rid, version, now, "DELETE", None)
         await self._clear_indexes(pk)
+        self._changed(resource_type)
         gone = StoredResource(pk, resource_type, rid, version, now, None, deleted=True)
         self.access.seen([gone], wrote=True)
         return gone
@@ -250,14 +306,13 @@ class ResourceStore:
         waits for our commit and then sees our version, instead of failing halfway.
         """
         await self.flush()
-        r = RES.alias("r")
         # Existence and visibility in one statement: two statements would let a concurrent
         # create slip in between and make a new resource look like a hidden one.
-        visible = self.access.visible(r.c.pk, r.c.resource_type)
-        stmt = select(r.c.pk, r.c.version_id, r.c.deleted,
+        visible = self.access.visible(R.c.pk, R.c.resource_type)
+        stmt = select(R.c.pk, R.c.version_id, R.c.deleted,
                       (true() if visible is None else visible).label("visible")).where(
-            r.c.resource_type == rtype, r.c.id == rid).with_for_update(of=r)
-        row = (await self.conn.execute(stmt)).first()
+            R.c.resource_type == rtype, R.c.id == rid).with_for_update(of=R)
+        row = (await self._query(stmt)).first()
         if row is None:
             return None
         if not row.visible:
@@ -305,6 +360,65 @@ class ResourceStore:
         for s, c in sorted(rows.labels - old_labels):
             self._pending.setdefault("label", []).append({"resource_pk": pk, "system": s, "code": c})
 
+    # -- compartments inherited through references (CompartmentDefinition extension) -----
+    async def _prepared(self, resource: dict[str, Any], rid: str, version: int, now: datetime,
+                        old_labels: set[tuple[str, str]]) -> tuple[str, IndexRows]:
+        """`_prepare`, and for an inheriting type (Provenance) what it inherits from the
+        resources it is about: their records, and their security labels (it tells about them,
+        so it is as protected as they are)."""
+        content, rows = self._prepare(resource, rid, version, now, old_labels)
+        keys = self.config.registry.compartment_inherit.get(resource["resourceType"])
+        if not keys:
+            return content, rows
+        self._wrote_inheritor = True
+        pairs = {(r["target_type"], r["target_id"]) for r in rows.rows.get("reference", [])
+                 if r["param"] in keys and r["target_type"] and r["target_id"]}
+        if not pairs:
+            return content, rows
+        await self.flush()
+        t = RES.alias("inherit_target")
+        targets = select(t.c.pk).where(tuple_(t.c.resource_type, t.c.id).in_(sorted(pairs)))
+        patients = {r.patient_id for r in await self.conn.execute(
+            select(COMP.c.patient_id).where(COMP.c.resource_pk.in_(targets)).distinct())}
+        labels = {(r.system, r.code) for r in await self.conn.execute(
+            select(LABEL.c.system, LABEL.c.code).where(LABEL.c.resource_pk.in_(targets)).distinct())}
+        if not labels <= rows.labels:
+            content, rows = self._prepare(resource, rid, version, now, old_labels | labels)
+        rows.patients.update(patients)
+        return content, rows
+
+    async def _propagate(self, joined: set[int]) -> None:
+        """Resources that joined a record bring the inheriting resources about them along
+        (a Provenance written before its target, in the same transaction or with a
+        client-chosen id), with their labels, and so on down a chain of Provenances of
+        Provenances. Labels added here are in the access tables, not in the stored content
+        (that would take a new version): protection grows, the record does not change."""
+        keys = sorted({k for ks in self.config.registry.compartment_inherit.values() for k in ks})
+        rounds = 0
+        while keys and joined and rounds < 8:
+            rounds += 1
+            i, t = REF.alias("pi"), RES.alias("pt")
+            about = select(i.c.resource_pk.label("pk"), t.c.pk.label("target")).join(
+                t, and_(t.c.resource_type == i.c.target_type, t.c.id == i.c.target_id)).where(
+                t.c.pk.in_(sorted(joined)), i.c.param.in_(keys)).subquery("about")
+            c, x = COMP.alias("pc"), COMP.alias("px")
+            patients = (await self.conn.execute(select(about.c.pk, c.c.patient_id).distinct().join(
+                c, c.c.resource_pk == about.c.target).where(not_(exists().where(
+                    x.c.resource_pk == about.c.pk, x.c.patient_id == c.c.patient_id))))).all()
+            lab, y = LABEL.alias("pl"), LABEL.alias("py")
+            labels = (await self.conn.execute(select(about.c.pk, lab.c.system, lab.c.code).distinct(
+            ).join(lab, lab.c.resource_pk == about.c.target).where(not_(exists().where(
+                y.c.resource_pk == about.c.pk, y.c.system == lab.c.system,
+                y.c.code == lab.c.code))))).all()
+            if labels:
+                await self.conn.execute(insert(LABEL), [
+                    {"resource_pk": pk, "system": system, "code": code} for pk, system, code in labels])
+            if not patients:
+                return
+            await self.conn.execute(insert(COMP), [{"resource_pk": pk, "patient_id": patient}
+                                                   for pk, patient in patients])
+            joined = {pk for pk, _ in patients}
+
     async def _labels(self, pk: int) -> set[tuple[str, str]]:
         await self.flush()
         rows = await self.conn.execute(select(LABEL.c.system, LABEL.c.code).where(
@@ -320,12 +434,12 @@ class ResourceStore:
     async def search(self, req: SearchRequest) -> SearchPage:
         await self.flush()
         self.access.check_type(req.resource_type, "search")
-        r = RES.alias("r")
+        r = R
         compiler = Compiler(self.access.visible, self.config.base_url)
         where = compiler.where(r, req.resource_type, req.criteria)
         total = None
         if req.total != "none" or req.summary == "count":
-            total = (await self.conn.execute(
+            total = (await self._query(
                 select(func.count()).select_from(r).where(*where))).scalar_one()
         if req.summary == "count" or req.count == 0:
             return SearchPage([], [], total)
@@ -342,7 +456,7 @@ class ResourceStore:
                    r.c.content, *sort_cols)
             .where(*where).order_by(*order).limit(req.count + 1)
         )
-        rows = list((await self.conn.execute(stmt)).mappings())
+        rows = list((await self._query(stmt)).mappings())
         more = len(rows) > req.count
         rows = rows[: req.count]
         if backwards:
@@ -358,7 +472,7 @@ class ResourceStore:
             next_cursor = cursors.encode(key_values(rows[-1]), False, order_sig)
         if rows and (cur is not None if not backwards else more):
             prev_cursor = cursors.encode(key_values(rows[0]), True, order_sig)
-        included = await IncludeResolver(self.conn, self.config, self.access).resolve(
+        included = await IncludeResolver(self._query, self.config, self.access).resolve(
             matches, req.include, req.revinclude)
         self.access.seen(matches + included)
         return SearchPage(matches, included, total, next_cursor, prev_cursor)
@@ -366,11 +480,10 @@ class ResourceStore:
     async def count_matches(self, req: SearchRequest, limit: int = 2) -> list[StoredResource]:
         """Up to `limit` matches of a conditional interaction's criteria (If-None-Exist etc.)."""
         await self.flush()
-        r = RES.alias("r")
         where = Compiler(self.access.visible, self.config.base_url).where(
-            r, req.resource_type, req.criteria)
-        stmt = select(r).where(*where).order_by(r.c.pk).limit(limit)
-        return [_current(row) for row in (await self.conn.execute(stmt)).mappings()]
+            R, req.resource_type, req.criteria)
+        stmt = select(R).where(*where).order_by(R.c.pk).limit(limit)
+        return [_current(row) for row in (await self._query(stmt)).mappings()]
 
     # -- history ------------------------------------------------------------------------
     async def history(self, resource_type: str | None, rid: str | None, since: datetime | None,
@@ -379,7 +492,7 @@ class ResourceStore:
         self.access.check_type(resource_type, "history")
         if rid is not None and resource_type is not None:
             await self._require_exists(resource_type, rid)
-        v = VER.alias("v")
+        v = V
         conds: list[Any] = []
         if resource_type:
             conds.append(v.c.resource_type == resource_type)
@@ -396,7 +509,7 @@ class ResourceStore:
         predicate = self.access.visible(v.c.resource_pk, v.c.resource_type)
         if predicate is not None:
             conds.append(predicate)
-        total = (await self.conn.execute(
+        total = (await self._query(
             select(func.count()).select_from(v).where(*conds))).scalar_one()
         if cursor:
             position = cursors.decode(cursor).values
@@ -405,7 +518,7 @@ class ResourceStore:
                                           "_cursor")
             conds.append(v.c.pk < position[0])
         stmt = select(v).where(*conds).order_by(v.c.pk.desc()).limit(count + 1)
-        rows = list((await self.conn.execute(stmt)).mappings())
+        rows = list((await self._query(stmt)).mappings())
         more = len(rows) > count
         rows = rows[:count]
         next_cursor = cursors.encode([rows[-1]["pk"]], False) if more and rows else None
@@ -415,30 +528,27 @@ class ResourceStore:
 
     async def _require_exists(self, resource_type: str, rid: str) -> None:
         await self.flush()
-        r = RES.alias("r")
-        stmt = select(r.c.pk).where(r.c.resource_type == resource_type, r.c.id == rid)
-        if (await self.conn.execute(self._guard(stmt, r.c.pk, r.c.resource_type))).first() is None:
+        stmt = select(R.c.pk).where(R.c.resource_type == resource_type, R.c.id == rid)
+        if (await self._query(self._guard(stmt, R.c.pk, R.c.resource_type))).first() is None:
             raise not_found(f"{resource_type}/{rid} is not known")
 
     async def exists(self, resource_type: str, rid: str) -> bool:
         await self.flush()
-        r = RES.alias("r")
-        stmt = select(r.c.pk).where(r.c.resource_type == resource_type, r.c.id == rid,
-                                    r.c.deleted == false())
-        return (await self.conn.execute(self._guard(stmt, r.c.pk, r.c.resource_type))).first() \
+        stmt = select(R.c.pk).where(R.c.resource_type == resource_type, R.c.id == rid,
+                                    R.c.deleted == false())
+        return (await self._query(self._guard(stmt, R.c.pk, R.c.resource_type))).first() \
             is not None
 
     async def resources_in_compartment(self, patient_id: str,
                                        limit: int) -> list[StoredResource]:
         """Current resources in a patient's compartment the caller may see ($everything)."""
         await self.flush()
-        r = RES.alias("r")
-        stmt = select(r).where(
-            r.c.deleted == false(),
-            r.c.pk.in_(select(COMP.c.resource_pk).where(COMP.c.patient_id == patient_id)),
-        ).order_by(r.c.resource_type, r.c.pk).limit(limit)
-        stmt = self._guard(stmt, r.c.pk, r.c.resource_type)
-        found = [_current(row) for row in (await self.conn.execute(stmt)).mappings()]
+        stmt = select(R).where(
+            R.c.deleted == false(),
+            R.c.pk.in_(select(COMP.c.resource_pk).where(COMP.c.patient_id == patient_id)),
+        ).order_by(R.c.resource_type, R.c.pk).limit(limit)
+        stmt = self._guard(stmt, R.c.pk, R.c.resource_type)
+        found = [_current(row) for row in (await self._query(stmt)).mappings()]
         self.access.seen(found)
         return found
 

@@ -193,6 +193,9 @@ def _compile(expression: str, base: str = "") -> Callable[[dict[str, Any]], list
     return run
 
 
+COMPARTMENT_INHERIT = "https://pgo-work.nl/fhir/StructureDefinition/compartment-inherit"
+
+
 class SearchParamRegistry:
     """All search parameters by resource type, plus the Patient compartment definition."""
 
@@ -210,9 +213,23 @@ class SearchParamRegistry:
             for base in sp.get("base", []):
                 self._add(sp, base)
         self.compartment_params: dict[str, tuple[str, ...]] = {}
-        for entry in (patient_compartment or {}).get("resource", []):
+        """Per type, the reference parameters that put a resource in a Patient's compartment."""
+        self.compartment_inherit: dict[str, tuple[str, ...]] = {}
+        """Per type, reference parameters through which a resource also belongs to the
+        compartments of what it references (our extension: a Provenance of a resource in a
+        record is part of that record)."""
+        entries = (patient_compartment or {}).get("resource", [])
+        self.compartment_listed = frozenset(e["code"] for e in entries if e.get("code"))
+        """Types the definition decides on; any other type joins the record of every Patient
+        it references (`Indexer.index`)."""
+        for entry in entries:
             if entry.get("param"):
                 self.compartment_params[entry["code"]] = tuple(entry["param"])
+            inherit = [ext.get("valueString") for ext in entry.get("extension", [])
+                       if ext.get("url") == COMPARTMENT_INHERIT and ext.get("valueString")]
+            if inherit:
+                self.compartment_inherit[entry["code"]] = tuple(
+                    f"{entry['code']}.{code}" for code in inherit)
 
     def _add(self, sp: dict[str, Any], base: str) -> None:
         code = sp["code"]

@@ -199,6 +199,18 @@ class IdxUri(Base):
     value: Mapped[str] = mapped_column(String(1024))
 
 
+class ChangeEpoch(Base):
+    """One counter, bumped in the same transaction as every write of a watched resource type
+    (`StoreConfig.watched_types`). A cache of what is derived from those resources (the access
+    layer's caller resolution) is valid exactly as long as the counter it was read at is still
+    current: the counter commits with the change, so every instance sees it at once."""
+
+    __tablename__ = "change_epoch"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    value: Mapped[int] = mapped_column(BigInteger)
+
+
 INDEX_TABLES = {
     "token": IdxToken.__table__,
     "string": IdxString.__table__,

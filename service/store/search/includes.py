@@ -6,10 +6,10 @@ never bring in a resource the caller could not have read directly.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy import and_, exists, false, select
-from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..records import StoredResource
 from ..tables import INDEX_TABLES, Resource
@@ -18,11 +18,17 @@ from .request import IncludeSpec
 RES = Resource.__table__
 REF = INDEX_TABLES["reference"]
 MAX_ITERATIONS = 4
+# Fixed aliases (see `repository.R`): the access predicate over T and S is built once.
+T = RES.alias("t")
+S = RES.alias("s")
+M = RES.alias("m")
+REFS = REF.alias("i")
 
 
 class IncludeResolver:
-    def __init__(self, conn: AsyncConnection, config: Any, access: Any) -> None:
-        self.conn = conn
+    def __init__(self, query: Callable[[Any], Awaitable[Any]], config: Any, access: Any) -> None:
+        self.query = query
+        """Runs a guarded statement with the access policy's bound values."""
         self.registry = config.registry
         self.limit = config.max_include
         self.access = access
@@ -65,8 +71,7 @@ class IncludeResolver:
 
     async def _forward(self, spec: IncludeSpec, sources: list[StoredResource]) -> list[
             StoredResource]:
-        t = RES.alias("t")
-        i = REF.alias("i")
+        t, i = T, REFS
         conds: list[Any] = [
             i.c.resource_pk.in_([s.pk for s in sources]),
             i.c.param.in_(self._keys(spec)),
@@ -79,9 +84,7 @@ class IncludeResolver:
 
     async def _reverse(self, spec: IncludeSpec, targets: list[StoredResource]) -> list[
             StoredResource]:
-        s = RES.alias("s")
-        i = REF.alias("i")
-        m = RES.alias("m")
+        s, i, m = S, REFS, M
         conds = [
             i.c.resource_pk == s.c.pk,
             i.c.param.in_(self._keys(spec)),
@@ -97,6 +100,6 @@ class IncludeResolver:
         predicate = self.access.visible(t.c.pk, t.c.resource_type)
         if predicate is not None:
             stmt = stmt.where(predicate)
-        rows = (await self.conn.execute(stmt)).mappings()
+        rows = (await self.query(stmt)).mappings()
         return [StoredResource(r["pk"], r["resource_type"], r["id"], r["version_id"],
                                r["last_updated"], r["content"]) for r in rows]

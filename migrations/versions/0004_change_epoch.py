@@ -1,0 +1,38 @@
+"""change epoch: a counter bumped with every write of a watched resource type
+
+The access layer resolves, per request, who the caller is (PractitionerRoles, CareTeams) and
+which Consents name them. That is derived from a few resource types only; the counter lets an
+instance reuse what it resolved before for as long as none of those resources changed, checked
+with one primary-key read per request, and never reuse it a moment longer (the bump commits
+with the change).
+
+Revision ID: 0004
+Revises: 0003
+Create Date: 2026-11-30
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0004"
+down_revision: str | None = "0003"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    table = op.create_table(
+        "change_epoch",
+        sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("value", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_change_epoch")),
+    )
+    op.bulk_insert(table, [{"id": 1, "value": 0}])
+
+
+def downgrade() -> None:
+    op.drop_table("change_epoch")

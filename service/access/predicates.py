@@ -1,0 +1,204 @@
+"""Access predicates as plans: what a caller may see, described as data and built into SQL once
+per shape.
+
+Why plans: a policy decides per request (who asks, which consents hold now), but building the
+SQLAlchemy expression for that decision costs more than the database spends evaluating it:
+fresh aliases, operator objects and a new cache key for every statement, several times per
+request. A plan is a hashable nested tuple naming the checks and the constants that give the
+predicate its shape, e.g.
+
+    ("or", ("not", ("in_record",)),
+           ("and", ("in_patients", "consent_g0"), ("type_not_in", ("AuditEvent", "Consent"))))
+
+while the values that change from request to request (whose records, which patient) stay named
+bind parameters. `predicate` builds the expression for a plan and an outer key column once and
+reuses it; the values travel with each execution (`AccessPolicy.parameters`). Two professionals
+whose consents say the same thing share one expression and one compiled statement.
+
+Every check is a correlated EXISTS on the row's own primary key, so the criteria of a search pick
+the rows and the access check costs one index probe per row, on SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    exists,
+    false,
+    not_,
+    or_,
+    true,
+)
+
+from ..store.bound_list import in_bound_list
+from ..store.search.compiler import token_match
+from ..store.tables import Compartment, IdxDate, IdxToken, ResourceLabel
+
+DATA_CATEGORY = "https://pgo-work.nl/fhir/CodeSystem/data-category"
+
+Plan = tuple[Any, ...]
+TRUE: Plan = ("true",)
+FALSE: Plan = ("false",)
+IN_RECORD: Plan = ("in_record",)
+
+
+# -- composing plans (simplified as they are built, so equal decisions get equal plans) ------
+def all_of(*plans: Plan) -> Plan:
+    parts: list[Plan] = []
+    for p in plans:
+        if p == FALSE:
+            return FALSE
+        if p == TRUE:
+            continue
+        parts.extend(p[1:] if p[0] == "and" else [p])
+    if not parts:
+        return TRUE
+    return parts[0] if len(parts) == 1 else ("and", *parts)
+
+
+def any_of(*plans: Plan) -> Plan:
+    parts: list[Plan] = []
+    for p in plans:
+        if p == TRUE:
+            return TRUE
+        if p == FALSE:
+            continue
+        parts.extend(p[1:] if p[0] == "or" else [p])
+    if not parts:
+        return FALSE
+    return parts[0] if len(parts) == 1 else ("or", *parts)
+
+
+def negate(plan: Plan) -> Plan:
+    if plan == TRUE:
+        return FALSE
+    if plan == FALSE:
+        return TRUE
+    return plan[1] if plan[0] == "not" else ("not", plan)
+
+
+def type_in(types: frozenset[str] | set[str]) -> Plan:
+    return ("type_in", tuple(sorted(types))) if types else FALSE
+
+
+def type_not_in(types: frozenset[str] | set[str] | list[str]) -> Plan:
+    return ("type_not_in", tuple(sorted(types))) if types else TRUE
+
+
+def type_is(resource_type: str) -> Plan:
+    return ("type_is", resource_type)
+
+
+def labels_within(codes: frozenset[str] | set[str]) -> Plan:
+    """Every data-category label the row carries is one of `codes` (a row without any passes)."""
+    return ("labels_within", tuple(sorted(codes)))
+
+
+def labels_any(codes: frozenset[str] | set[str]) -> Plan:
+    """The row carries at least one data-category label of `codes`."""
+    return ("labels_any", tuple(sorted(codes))) if codes else FALSE
+
+
+def coded(codes: tuple[tuple[str | None, str], ...]) -> Plan:
+    """The row has a `*.code` token matching one of (system, code); system None matches any."""
+    return ("coded", tuple(codes)) if codes else FALSE
+
+
+def data_between(low: datetime, high: datetime) -> Plan:
+    """The row's own date (`*.date`, `*.authored`) lies within [low, high]."""
+    return ("data_between", low, high)
+
+
+def in_patients(parameter: str) -> Plan:
+    """The row belongs to the record of one of the patients bound to `parameter` (a list)."""
+    return ("in_patients", parameter)
+
+
+def token(key: str, values: tuple[str, ...]) -> Plan:
+    """The row has a token of search parameter `key` matching one of `values` (granular scopes)."""
+    return ("token", key, tuple(values)) if values else FALSE
+
+
+# -- building ------------------------------------------------------------------------------
+# Fixed aliases: built once, so building a plan creates no column collections. Each EXISTS
+# names its own alias in `correlate_except`, so nesting never correlates one to another.
+_COMP = Compartment.__table__.alias("acc_c")
+_LABEL = ResourceLabel.__table__.alias("acc_l")
+_TOKEN = IdxToken.__table__.alias("acc_t")
+_DATE = IdxDate.__table__.alias("acc_d")
+
+
+def _exists(alias: Any, *conds: ColumnElement[bool]) -> ColumnElement[bool]:
+    return exists().where(*conds).correlate_except(alias)
+
+
+def _in_record(pk: Any) -> ColumnElement[bool]:
+    """In some patient's record: it belongs to a patient's compartment (which includes the
+    Provenances of resources in a record, through the compartment definition's inheritance),
+    or it carries a data-category label: patient data whose patient cannot be told is no one's
+    to see but the operator's, rather than everyone's."""
+    return or_(_exists(_COMP, _COMP.c.resource_pk == pk),
+               _exists(_LABEL, _LABEL.c.resource_pk == pk, _LABEL.c.system == DATA_CATEGORY))
+
+
+def _build(plan: Plan, pk: Any, rtype: Any) -> ColumnElement[bool]:
+    kind = plan[0]
+    if kind == "true":
+        return true()
+    if kind == "false":
+        return false()
+    if kind == "and":
+        return and_(*[_build(p, pk, rtype) for p in plan[1:]])
+    if kind == "or":
+        return or_(*[_build(p, pk, rtype) for p in plan[1:]])
+    if kind == "not":
+        return not_(_build(plan[1], pk, rtype))
+    if kind == "type_in":
+        return rtype.in_(list(plan[1]))
+    if kind == "type_not_in":
+        return rtype.notin_(list(plan[1]))
+    if kind == "type_is":
+        return rtype == plan[1]
+    if kind == "in_record":
+        return _in_record(pk)
+    if kind == "in_patients":
+        return _exists(_COMP, _COMP.c.resource_pk == pk, in_bound_list(_COMP.c.patient_id, plan[1]))
+    if kind == "labels_within":
+        return not_(_exists(_LABEL, _LABEL.c.resource_pk == pk, _LABEL.c.system == DATA_CATEGORY,
+                            _LABEL.c.code.notin_(list(plan[1]))))
+    if kind == "labels_any":
+        return _exists(_LABEL, _LABEL.c.resource_pk == pk, _LABEL.c.system == DATA_CATEGORY,
+                       _LABEL.c.code.in_(list(plan[1])))
+    if kind == "coded":
+        matches = [and_(_TOKEN.c.code == code, _TOKEN.c.system == system) if system
+                   else _TOKEN.c.code == code for system, code in plan[1]]
+        return _exists(_TOKEN, _TOKEN.c.resource_pk == pk, _TOKEN.c.param.like("%.code"),
+                       or_(*matches))
+    if kind == "data_between":
+        return _exists(_DATE, _DATE.c.resource_pk == pk,
+                       or_(_DATE.c.param.like("%.date"), _DATE.c.param.like("%.authored")),
+                       _DATE.c.low >= plan[1], _DATE.c.high <= plan[2])
+    if kind == "token":
+        matches = [token_match(_TOKEN.c.system, _TOKEN.c.code, None, v) for v in plan[2]]
+        return _exists(_TOKEN, _TOKEN.c.resource_pk == pk, _TOKEN.c.param == plan[1],
+                       or_(*matches))
+    raise ValueError(f"unknown access plan node {kind!r}")
+
+
+@lru_cache(maxsize=1024)
+def _cached(plan: Plan, pk: Any, rtype: Any) -> ColumnElement[bool]:
+    # Keyed by the column objects themselves (identity): the store's main queries use fixed
+    # aliases, so their predicates are built once per plan for the life of the process.
+    return _build(plan, pk, rtype)
+
+
+def predicate(plan: Plan, pk: Any, rtype: Any) -> ColumnElement[bool] | None:
+    """The SQL for `plan` over a row's key and type columns; None when it restricts nothing."""
+    if plan == TRUE:
+        return None
+    return _cached(plan, pk, rtype)
