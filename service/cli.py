@@ -104,7 +104,8 @@ def cmd_dev_token(args: argparse.Namespace) -> int:
         return 2
     _migrate()
     token = asyncio.run(mint_dev_token(get_settings(), scope=args.scope, fhir_user=args.fhir_user,
-                                       patient=args.patient, role=args.role, minutes=args.minutes))
+                                       patient=args.patient, role=args.role, minutes=args.minutes,
+                                       purpose=args.purpose))
     print(token)
     return 0
 
@@ -248,6 +249,9 @@ def _identity_commands(sub: Any) -> None:
     dev.add_argument("--patient", help="launch context: the Patient id the token is bound to")
     dev.add_argument("--role", help="role claim, e.g. occupational-physician")
     dev.add_argument("--minutes", type=int, default=60, help="lifetime (default 60)")
+    dev.add_argument("--purpose", action="append",
+                     help="purpose_of_use claim: a v3-ActReason code or system|code (repeatable); "
+                          "without it the role's default purpose applies")
     dev.set_defaults(fn=cmd_dev_token)
 
     acc = sub.add_parser("add-account", help="create a login account at the built-in server")

@@ -66,10 +66,10 @@ def backend_client(settings: Settings, public_jwks: dict[str, Any], scope: str =
 
 
 def token(settings: Settings, scope: str, fhir_user: str | None = None, patient: str | None = None,
-          role: str | None = None, minutes: int = 10) -> str:
+          role: str | None = None, minutes: int = 10, purpose: list[str] | None = None) -> str:
     """Minted exactly as `pgo-work dev-token` does."""
     return asyncio.run(mint_dev_token(settings, scope=scope, fhir_user=fhir_user, patient=patient,
-                                      role=role, minutes=minutes))
+                                      role=role, minutes=minutes, purpose=purpose))
 
 
 def server_signed(settings: Settings, claims: dict[str, Any], header: dict[str, Any] | None = None) -> str:

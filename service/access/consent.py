@@ -16,6 +16,8 @@ the patient for that one record.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement
@@ -29,7 +31,7 @@ from .principal import Principal
 from .provisions import Caller, ConsentRule, Provision, judge, rules
 from .purpose import request_purposes
 from .representative import represented_patient
-from .resolve import AccessCache, resolve
+from .resolve import AccessCache, Resolution, resolve
 
 PREFIX = "consent_"
 
@@ -83,22 +85,22 @@ def _denies(node: Provision, action: str, caller: Caller, parent_permits: bool) 
     return P.all_of(covered, P.any_of(*[_denies(c, action, caller, True) for c in node.children]))
 
 
-def _grants_something(node: Provision, action: str, parent_permits: bool) -> bool:
-    """Whether any active provision of the tree permits this caller the action."""
-    permits_here = (node.type == "permit") if node.type else parent_permits
-    usable = node.applies and node.active and (node.actions is None or action in node.actions)
-    if usable and permits_here and node.named:
-        return True
-    return usable and any(_grants_something(c, action, permits_here) for c in node.children)
+LIVE_FROM = 64
+"""From this many patients on, the largest group is looked up in the database per row
+(`predicates.live_patients`) instead of sending its patients with every query."""
 
 
-def read_plan(caller: Caller, consents: list[ConsentRule]) -> tuple[P.Plan, dict[str, list[str]]]:
-    """What the caller may read, and the patients each part of it is about.
+def read_plan(caller: Caller, consents: list[ConsentRule],
+              named_by: frozenset[str] = frozenset()) -> tuple[P.Plan, dict[str, list[str]], bool]:
+    """What the caller may read, the patients each part of it is about, and whether the plan
+    looks the largest group up live (then it needs the references and the epoch bound too).
 
     A professional may hold consents from hundreds of patients, mostly alike: patients whose
     consents say the same thing to this caller form one group, one term of the plan with the
     patients as one bound list. Groups are ordered by what they say, so callers with alike
-    consents get the same plan (and the same compiled statement)."""
+    consents get the same plan (and the same compiled statement). `named_by` is every patient
+    whose active Consent the database finds naming the caller: the live lookup of the largest
+    group is that set less everyone in another group or in none."""
     by_patient: dict[str, list[ConsentRule]] = {}
     for rule in consents:
         by_patient.setdefault(rule.patient, []).append(rule)
@@ -106,24 +108,71 @@ def read_plan(caller: Caller, consents: list[ConsentRule]) -> tuple[P.Plan, dict
     for patient, patient_rules in sorted(by_patient.items()):
         key = tuple(sorted((r.signature for r in patient_rules), key=hash))
         groups.setdefault(key, []).append(patient)
+    grants: dict[tuple[Any, ...], P.Plan] = {}
+    for key, patients in groups.items():
+        patient_rules = by_patient[patients[0]]
+        parts = [_permits(r.root, "read", caller, False) for r in patient_rules]
+        if any(r.grants_read for r in patient_rules):
+            # Whoever may see part of a record may see whose record it is.
+            parts.append(P.type_is("Patient"))
+        grants[key] = P.any_of(*parts)
+    granting = {k: g for k, g in grants.items() if g != P.FALSE}
+    largest = max(granting, key=lambda k: len(groups[k]), default=None)
+    live = largest is not None and len(groups[largest]) >= LIVE_FROM
     terms: list[P.Plan] = []
     values: dict[str, list[str]] = {}
-    for key in sorted(groups, key=repr):
-        patients = groups[key]
-        patient_rules = by_patient[patients[0]]
-        grants = [_permits(r.root, "read", caller, False) for r in patient_rules]
-        if any(_grants_something(r.root, "read", False) for r in patient_rules):
-            # Whoever may see part of a record may see whose record it is.
-            grants.append(P.type_is("Patient"))
-        grant = P.any_of(*grants)
-        if grant == P.FALSE:
-            continue
-        name = f"{PREFIX}g{len(values)}"
-        values[name] = patients
-        terms.append(P.all_of(P.in_patients(name), grant))
+    for key in sorted(granting, key=repr):
+        if live and key == largest:
+            others = sorted(named_by - set(groups[key]))
+            values[f"{PREFIX}not_live"] = others
+            members = P.all_of(P.live_patients(f"{PREFIX}refs", f"{PREFIX}epoch"),
+                               P.negate(P.in_patients(f"{PREFIX}not_live")))
+        else:
+            name = f"{PREFIX}g{len(values)}"
+            values[name] = groups[key]
+            members = P.in_patients(name)
+        terms.append(P.all_of(members, granting[key]))
     never = caller.rule_codes("never")
-    plan = P.all_of(P.any_of(P.negate(P.IN_RECORD), *terms), P.negate(P.labels_any(never)))
-    return plan, values
+    plan = P.all_of(P.any_of(*terms, P.negate(P.IN_RECORD)), P.negate(P.labels_any(never)))
+    return plan, values, live
+
+
+@dataclass(frozen=True)
+class Standing:
+    """What a caller's consents say to them, from `low` until just before `high` (the next
+    moment a provision's period starts or ends): the judged consents, the read plan and its
+    values. Kept with the resolution it came from, so an unchanged world is judged once."""
+
+    consents: tuple[ConsentRule, ...]
+    plan: P.Plan
+    values: dict[str, list[str]]
+    live: bool
+    """Whether the plan looks its largest group up live (`read_plan`)."""
+    granting: dict[str, tuple[str, ...]]
+    """patient -> the Consents that grant this caller anything (for the audit record)."""
+    low: datetime
+    high: datetime
+
+
+def standing(found: Resolution, caller: Caller, now: datetime) -> Standing:
+    memo = found.standings.get(caller)
+    if memo is not None and memo.low <= now < memo.high:
+        return memo
+    consents = tuple(judge(doc, caller, now) for doc in found.consents)
+    plan, values, live = read_plan(caller, list(consents), found.patients)
+    granting: dict[str, list[str]] = {}
+    for rule in consents:
+        if rule.grants_read or rule.grants_write:
+            granting.setdefault(rule.patient, []).append(rule.id)
+    bounds = [b for doc in found.consents for b in doc.boundaries]
+    result = Standing(consents, plan, values, live,
+                      {p: tuple(sorted(set(ids))) for p, ids in granting.items()},
+                      max((b for b in bounds if b <= now), default=dates.MIN_DT),
+                      min((b for b in bounds if b > now), default=dates.MAX_DT))
+    if len(found.standings) >= 16:
+        found.standings.clear()
+    found.standings[caller] = result
+    return result
 
 
 # -- the policy ----------------------------------------------------------------------------
@@ -137,31 +186,32 @@ class ConsentPolicy(PolicyBase):
         self.principal = principal
         self.cache = cache
         self.caller = Caller(frozenset(), frozenset(), request_purposes(principal))
-        self.consents: list[ConsentRule] = []
+        self.consents: tuple[ConsentRule, ...] = ()
         self.represents: str | None = None
         """The patient this caller represents (guardian, attorney), when the record says so."""
         self.plan: P.Plan = P.FALSE
-        self.values: dict[str, list[str]] = {}
-        self.by_patient: dict[str, list[str]] = {}
+        self.values: dict[str, Any] = {}
+        self.granting: dict[str, tuple[str, ...]] = {}
         self.write_consents: dict[str, set[str]] = {}
         """patient -> the Consents that permitted this request's writes (for Provenance)."""
         self._opened = False
 
     async def open(self, conn: AsyncConnection) -> None:
-        found = await resolve(conn, self.principal, self.cache)
+        epoch, found = await resolve(conn, self.principal, self.cache)
         self.caller = Caller(frozenset(found.references), frozenset(found.roles),
                              self.caller.purposes)
         now = dates.utcnow()
         self.represents = represented_patient(self.principal, found.related_person, now)
         if self.represents is not None:
-            self.consents = []
             self.plan = P.any_of(P.in_patients(f"{PREFIX}self"), P.negate(P.IN_RECORD))
             self.values = {f"{PREFIX}self": [self.represents]}
         else:
-            self.consents = [judge(doc, self.caller, now) for doc in found.consents]
-            self.plan, self.values = read_plan(self.caller, self.consents)
-            for rule in self.consents:
-                self.by_patient.setdefault(rule.patient, []).append(rule.id)
+            now_standing = standing(found, self.caller, now)
+            self.consents, self.plan = now_standing.consents, now_standing.plan
+            self.values, self.granting = dict(now_standing.values), now_standing.granting
+            if now_standing.live:
+                self.values[f"{PREFIX}refs"] = sorted(self.caller.references)
+                self.values[f"{PREFIX}epoch"] = epoch
         self._opened = True
 
     @property
@@ -169,8 +219,8 @@ class ConsentPolicy(PolicyBase):
         return self.values
 
     def consent_ids(self, patient: str) -> list[str]:
-        """The caller's consents from this patient (recorded in the audit trail)."""
-        return sorted(set(self.by_patient.get(patient, ())))
+        """The patient's consents that grant this caller anything (recorded in the audit)."""
+        return list(self.granting.get(patient, ()))
 
     def visible(self, pk: Any, resource_type: Any) -> ColumnElement[bool] | None:
         if not self._opened:

@@ -23,7 +23,8 @@ def absolute_fhir_user(settings: Settings, fhir_user: str) -> str:
 async def issue_access_token(conn: AsyncConnection, settings: Settings, *, subject: str, scope: str,
                              client_id: str, fhir_user: str | None = None, role: str | None = None,
                              patient: str | None = None, grant_id: str | None = None,
-                             lifetime_seconds: int | None = None) -> tuple[str, int]:
+                             lifetime_seconds: int | None = None,
+                             purpose: list[str] | None = None) -> tuple[str, int]:
     """(JWT, lifetime in seconds), signed by the newest key. `conn` must be writing (the first
     key is generated on first use)."""
     key, alg = await signing_key(conn)
@@ -42,6 +43,8 @@ async def issue_access_token(conn: AsyncConnection, settings: Settings, *, subje
         claims["role"] = role
     if grant_id:
         claims["sid"] = grant_id
+    if purpose:
+        claims["purpose_of_use"] = purpose
     return sign(claims, key, alg, typ="at+jwt"), lifetime
 
 
@@ -61,7 +64,8 @@ async def issue_id_token(conn: AsyncConnection, settings: Settings, *, subject: 
 
 async def mint_dev_token(settings: Settings, *, scope: str, fhir_user: str | None = None,
                          patient: str | None = None, role: str | None = None, minutes: int = 60,
-                         subject: str | None = None, client_id: str = "pgo-work-cli") -> str:
+                         subject: str | None = None, client_id: str = "pgo-work-cli",
+                         purpose: list[str] | None = None) -> str:
     """A token the server (built-in issuer) accepts, signed with its database key."""
     from ..store.database import create_engine
 
@@ -74,7 +78,7 @@ async def mint_dev_token(settings: Settings, *, scope: str, fhir_user: str | Non
             token, _ = await issue_access_token(
                 conn, settings, subject=subject or fhir_user or client_id, scope=scope,
                 client_id=client_id, fhir_user=fhir_user, role=role, patient=patient,
-                lifetime_seconds=minutes * 60)
+                lifetime_seconds=minutes * 60, purpose=purpose)
     finally:
         await engine.dispose()
     return token

@@ -26,18 +26,22 @@ from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     ColumnElement,
     and_,
+    bindparam,
     exists,
     false,
+    literal_column,
     not_,
     or_,
+    select,
     true,
 )
 
 from ..store.bound_list import in_bound_list
 from ..store.search.compiler import token_match
-from ..store.tables import Compartment, IdxDate, IdxToken, ResourceLabel
+from ..store.tables import ChangeEpoch, Compartment, IdxDate, IdxReference, IdxToken, ResourceLabel
 
 DATA_CATEGORY = "https://pgo-work.nl/fhir/CodeSystem/data-category"
 
@@ -119,6 +123,15 @@ def in_patients(parameter: str) -> Plan:
     return ("in_patients", parameter)
 
 
+def live_patients(references: str, epoch: str) -> Plan:
+    """The row belongs to the record of a patient whose active Consent names one of the
+    references bound to `references`, as the database indexes it now, and only while the change
+    epoch is still the one bound to `epoch` (what was resolved is then exactly what is there;
+    after any change it grants nothing until the caller is resolved again). It spares sending a
+    list of a thousand patients with every query: the database looks the consent up per row."""
+    return ("live_patients", references, epoch)
+
+
 def token(key: str, values: tuple[str, ...]) -> Plan:
     """The row has a token of search parameter `key` matching one of `values` (granular scopes)."""
     return ("token", key, tuple(values)) if values else FALSE
@@ -131,6 +144,10 @@ _COMP = Compartment.__table__.alias("acc_c")
 _LABEL = ResourceLabel.__table__.alias("acc_l")
 _TOKEN = IdxToken.__table__.alias("acc_t")
 _DATE = IdxDate.__table__.alias("acc_d")
+_CONSENT_PATIENT = IdxReference.__table__.alias("acc_cp")
+_CONSENT_ACTOR = IdxReference.__table__.alias("acc_ca")
+_CONSENT_STATUS = IdxToken.__table__.alias("acc_cs")
+_EPOCH = ChangeEpoch.__table__.alias("acc_e")
 
 
 def _exists(alias: Any, *conds: ColumnElement[bool]) -> ColumnElement[bool]:
@@ -144,6 +161,33 @@ def _in_record(pk: Any) -> ColumnElement[bool]:
     to see but the operator's, rather than everyone's."""
     return or_(_exists(_COMP, _COMP.c.resource_pk == pk),
                _exists(_LABEL, _LABEL.c.resource_pk == pk, _LABEL.c.system == DATA_CATEGORY))
+
+
+def _per_row(alias: Any, *conds: ColumnElement[bool]) -> ColumnElement[bool]:
+    """EXISTS evaluated per outer row, never turned into a set computed for all rows first:
+    PostgreSQL may rewrite an EXISTS into a hashed sub-plan over every match (for the live
+    lookup: every consenting patient's records, 0.7 s at 1,000 consents without statistics);
+    an OFFSET keeps it correlated. SQLite evaluates it per row anyway."""
+    return select(literal_column("1")).select_from(alias).where(*conds).offset(0).correlate_except(
+        alias).exists()
+
+
+def _live_patients(pk: Any, references: str, epoch: str) -> ColumnElement[bool]:
+    p, a, st = _CONSENT_PATIENT, _CONSENT_ACTOR, _CONSENT_STATUS
+    # Every step correlated, so that each is an index probe from the row at hand whatever the
+    # planner's statistics say: the row's compartments, that patient's Consents, each one's
+    # actors and status.
+    consent_names_caller = _per_row(a, a.c.resource_pk == p.c.resource_pk,
+                                   a.c.param == "Consent.any-actor",
+                                   in_bound_list(a.c.target_type + "/" + a.c.target_id, references))
+    consent_active = _per_row(st, st.c.resource_pk == p.c.resource_pk,
+                             st.c.param == "Consent.status", st.c.code == "active")
+    patient_consents = _per_row(p, p.c.param == "Consent.patient", p.c.target_type == "Patient",
+                               p.c.target_id == _COMP.c.patient_id, consent_names_caller,
+                               consent_active)
+    unchanged = select(_EPOCH.c.value).where(_EPOCH.c.id == 1).scalar_subquery() == bindparam(
+        epoch, type_=BigInteger())
+    return and_(unchanged, _per_row(_COMP, _COMP.c.resource_pk == pk, patient_consents))
 
 
 def _build(plan: Plan, pk: Any, rtype: Any) -> ColumnElement[bool]:
@@ -166,6 +210,8 @@ def _build(plan: Plan, pk: Any, rtype: Any) -> ColumnElement[bool]:
         return rtype == plan[1]
     if kind == "in_record":
         return _in_record(pk)
+    if kind == "live_patients":
+        return _live_patients(pk, plan[1], plan[2])
     if kind == "in_patients":
         return _exists(_COMP, _COMP.c.resource_pk == pk, in_bound_list(_COMP.c.patient_id, plan[1]))
     if kind == "labels_within":

@@ -220,6 +220,9 @@ class ConsentRule:
     root: Provision
     signature: tuple[Any, ...] = ()
     """What it says to the caller, without whose consent it is (see `signature`)."""
+    grants_read: bool = False
+    grants_write: bool = False
+    """Whether any provision permits this caller to read (write) anything."""
 
 
 def _named_by(actors: tuple[Actor, ...], caller: Caller) -> bool | None:
@@ -278,13 +281,23 @@ def judge(doc: ConsentDoc, caller: Caller, now: datetime) -> ConsentRule:
     if memo is not None and memo[0] <= now < memo[1]:
         return memo[2]
     root = _judge(doc.id, doc.root, caller, now, True, False)
-    rule = ConsentRule(doc.id, doc.patient, root, signature(root))
+    rule = ConsentRule(doc.id, doc.patient, root, signature(root),
+                       grants_something(root, "read"), grants_something(root, "write"))
     low = max((b for b in doc.boundaries if b <= now), default=dates.MIN_DT)
     high = min((b for b in doc.boundaries if b > now), default=dates.MAX_DT)
     if len(doc.judged) >= MAX_JUDGED:
         doc.judged.clear()
     doc.judged[caller] = (low, high, rule)
     return rule
+
+
+def grants_something(node: Provision, action: str, parent_permits: bool = False) -> bool:
+    """Whether any active provision of the tree permits this caller the action."""
+    permits_here = (node.type == "permit") if node.type else parent_permits
+    usable = node.applies and node.active and (node.actions is None or action in node.actions)
+    if usable and permits_here and node.named:
+        return True
+    return usable and any(grants_something(c, action, permits_here) for c in node.children)
 
 
 def signature(node: Provision) -> tuple[Any, ...]:

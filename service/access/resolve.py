@@ -64,6 +64,13 @@ class Resolution:
     consents: tuple[ConsentDoc, ...] = ()
     related_person: dict[str, Any] | None = field(default=None, hash=False, compare=False)
     """The RelatedPerson of the token's fhirUser (for a representative), as stored."""
+    versions: tuple[tuple[int, int], ...] = ()
+    """(pk, version) of the Consents and the RelatedPerson it was read from."""
+    patients: frozenset[str] = frozenset()
+    """Whose active Consents name the caller (as the database indexes them, whether or not
+    they parse as patient-privacy consents): what `predicates.live_patients` finds."""
+    standings: dict[Any, Any] = field(default_factory=dict, hash=False, compare=False, repr=False)
+    """What the consents say to the caller, per purpose of use (`consent.standing`)."""
 
 
 class AccessCache:
@@ -75,12 +82,14 @@ class AccessCache:
         self.size = size
         self._callers: OrderedDict[tuple[str | None, ...], tuple[int, Resolution]] = OrderedDict()
 
-    def caller(self, key: tuple[str | None, ...], epoch: int) -> Resolution | None:
+    def caller(self, key: tuple[str | None, ...], epoch: int) -> tuple[bool, Resolution | None]:
+        """(current, resolution): the caller's last resolution, and whether it was made at
+        this epoch."""
         found = self._callers.get(key)
-        if found is None or found[0] != epoch:
-            return None
+        if found is None:
+            return False, None
         self._callers.move_to_end(key)
-        return found[1]
+        return found[0] == epoch, found[1]
 
     def remember(self, key: tuple[str | None, ...], epoch: int, resolution: Resolution) -> None:
         self._callers[key] = (epoch, resolution)
@@ -146,6 +155,11 @@ def statement() -> CompoundSelect[Any]:
             REF.c.param == "Consent.any-actor",
             tuple_(REF.c.target_type, REF.c.target_id).in_(select(refs.c.rtype, refs.c.rid)))),
     ).cte("caller_consents")
+    patient_of = REF.alias("consent_patient")
+    consent_rows = select(*_row("consent", b=patient_of.c.target_id, pk=consents.c.pk,
+                                version=consents.c.version_id)).select_from(consents.outerjoin(
+        patient_of, (patient_of.c.resource_pk == consents.c.pk)
+        & (patient_of.c.param == "Consent.patient") & (patient_of.c.target_type == "Patient")))
     role_codes = select(*_row("role", TOKEN.c.system, TOKEN.c.code)).where(
         TOKEN.c.resource_pk.in_(select(roles.c.pk)), TOKEN.c.param == "PractitionerRole.role")
     related = select(*_row("related", pk=RES.c.pk, version=RES.c.version_id,
@@ -154,7 +168,7 @@ def statement() -> CompoundSelect[Any]:
     return union_all(
         select(*_row("ref", refs.c.rtype, refs.c.rid)),
         role_codes,
-        select(*_row("consent", pk=consents.c.pk, version=consents.c.version_id)),
+        consent_rows,
         related,
     )
 
@@ -166,21 +180,26 @@ def _split(reference: str | None, *types: str) -> tuple[str, str]:
     return NONE, NONE
 
 
-async def resolve(conn: AsyncConnection, principal: Principal, cache: AccessCache) -> Resolution:
-    """The caller's references and roles, and the active Consents that name any of them: as
-    resolved before at the current change epoch, or resolved now."""
+async def resolve(conn: AsyncConnection, principal: Principal,
+                  cache: AccessCache) -> tuple[int, Resolution]:
+    """The change epoch now, and the caller's references, roles and the active Consents that
+    name any of them: as resolved before at this epoch, or resolved now."""
     epoch = int((await conn.execute(EPOCH_READ)).scalar_one())
     key = (principal.fhir_user, principal.client_id, principal.role)
-    known = cache.caller(key, epoch)
-    if known is not None:
-        return known
-    # Read after the epoch: at worst newer than it, and then the next request resolves again.
-    resolution = await _resolve(conn, principal, cache.consents)
+    current, known = cache.caller(key, epoch)
+    if current and known is not None:
+        return epoch, known
+    # Read after the epoch: at worst newer than it, and then the next request resolves again
+    # (and `live_patients`, pinned to this epoch, grants nothing meanwhile).
+    resolution = await _resolve(conn, principal, cache.consents, known)
     cache.remember(key, epoch, resolution)
-    return resolution
+    return epoch, resolution
 
 
-async def _resolve(conn: AsyncConnection, principal: Principal, cache: ConsentCache) -> Resolution:
+async def _resolve(conn: AsyncConnection, principal: Principal, cache: ConsentCache,
+                   previous: Resolution | None) -> Resolution:
+    """Read the caller's world; when it is what it was (the epoch moved for someone else's
+    change), the previous resolution stands, with what was judged from it."""
     user_type, user_id = _split(principal.fhir_user, "Practitioner", "PractitionerRole",
                                 "RelatedPerson", "Patient")
     params = {
@@ -193,19 +212,28 @@ async def _resolve(conn: AsyncConnection, principal: Principal, cache: ConsentCa
     }
     references: set[str] = set()
     roles: set[str] = {principal.role} if principal.role else set()
-    related: dict[str, Any] | None = None
+    related: tuple[int, int, str] | None = None
     wanted: list[tuple[int, int]] = []
-    for row in await conn.execute(statement(), params):
-        if row.kind == "ref" and row.a and row.b:
-            references.add(f"{row.a}/{row.b}")
-        elif row.kind == "role" and row.b:
-            roles.add(row.b)
-        elif row.kind == "consent":
-            wanted.append((int(row.pk), int(row.version)))
-        elif row.kind == "related" and row.content:
-            related = orjson.loads(row.content)
+    patients: set[str] = set()
+    for kind, a, b, pk, version, content in await conn.execute(statement(), params):
+        if kind == "consent":
+            wanted.append((pk, version))
+            if b:
+                patients.add(b)
+        elif kind == "ref" and a and b:
+            references.add(f"{a}/{b}")
+        elif kind == "role" and b:
+            roles.add(b)
+        elif kind == "related" and content:
+            related = (pk, version, content)
+    wanted = sorted(set(wanted))
+    versions = tuple(wanted) + ((related[0], related[1]),) if related else tuple(wanted)
+    if (previous is not None and previous.versions == versions and previous.patients == patients
+            and previous.references == references and previous.roles == roles):
+        return previous
     consents = await _consents(conn, wanted, cache)
-    return Resolution(frozenset(references), frozenset(roles), tuple(consents), related)
+    return Resolution(frozenset(references), frozenset(roles), tuple(consents),
+                      orjson.loads(related[2]) if related else None, versions, frozenset(patients))
 
 
 async def _consents(conn: AsyncConnection, wanted: list[tuple[int, int]],
@@ -213,7 +241,7 @@ async def _consents(conn: AsyncConnection, wanted: list[tuple[int, int]],
     """The parsed Consents, reading the content only of versions not parsed before."""
     docs: list[ConsentDoc] = []
     missing: list[int] = []
-    for key in sorted(wanted):
+    for key in wanted:
         known, doc = cache.get(key)
         if not known:
             missing.append(key[0])

@@ -171,7 +171,12 @@ class BundleProcessor:
                            prefer: str | None) -> list[dict[str, Any]]:
         requests = [_request(self.rt, e, prefer, i) for i, e in enumerate(entries)]
         responses: list[dict[str, Any] | None] = [None] * len(entries)
-        order = sorted(range(len(entries)), key=lambda i: ORDER[requests[i].method])
+        # Within each method, resources that belong to the record of what they reference (a
+        # Provenance: the compartment definition's inheritance) come after the rest, so they are
+        # written when what they are about already is (R4 leaves the order within a method open).
+        inheriting = self.rt.registry.compartment_inherit
+        order = sorted(range(len(entries)), key=lambda i: (
+            ORDER[requests[i].method], requests[i].resource_type in inheriting))
         # Deletes run first (R4 3.1.0.11.2), and before identities are resolved: a conditional
         # create or reference must see the state the creates will actually run against.
         for i in (i for i in order if requests[i].method == "DELETE"):
