@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from .access.resolve import INPUT_TYPES, AccessCache
+from .access.resolve import WATCHED, AccessCache
 from .config import Settings
 from .conformance.engine import Conformance, StoredQuestionnaireCheck, build_conformance
 from .conformance.package import ConformancePackage, load_package
@@ -86,11 +86,19 @@ class Runtime:
         """
         failure: FhirError | None = None
         async with self.engine.connect() as conn:
-            if write or access.audited:
-                conn = await conn.execution_options(**{WRITE_OPTION: True})
+            options: dict[str, Any] = {WRITE_OPTION: True} if write or access.audited else {}
+            # A request that only reads (and writes no more than its own AuditEvent) sees one
+            # snapshot throughout: its count and its page, its consents and its data agree.
+            # (SQLite: every transaction is one snapshot; PostgreSQL: repeatable read, which an
+            # insert-only transaction cannot fail.) Writes stay read committed with row locks.
+            snapshot = not write or conn.dialect.name == "sqlite"
+            if not write and conn.dialect.name == "postgresql":
+                options["isolation_level"] = "REPEATABLE READ"
+            if options:
+                conn = await conn.execution_options(**options)
             try:
                 async with conn.begin():
-                    await access.open(conn)
+                    await access.open(conn, snapshot)
                     store = ResourceStore(conn, self.store_config, access)
                     yield store
                     await store.finish()
@@ -128,7 +136,7 @@ def build_runtime(settings: Settings) -> Runtime:
         registry=registry,
         parser=parser,
         store_config=StoreConfig(registry, base, settings.max_include_results,
-                                 watched_types=INPUT_TYPES),
+                                 watched=WATCHED),
         operations=default_registry(),
         write_checks=[_structure_only, conformance.check_profiles, conformance.check_response,
                       conformance.apply_labels],

@@ -96,3 +96,23 @@ def test_a_careteam_that_ends_stops_counting_on_the_next_request(
     finally:
         put(client, team)
     assert reads(anon, physician, record.ref("work-context")) == 200
+
+
+def test_a_consent_that_names_someone_else_now_counts_for_both_on_the_next_request(
+        client: TestClient, anon: TestClient, settings: Settings, actors: Actors, record: Record,
+        tag: str) -> None:
+    """The patient gives the grant that was the oncologist's to the labour expert instead: the
+    oncologist, no longer named, loses it at once, and the labour expert gains it."""
+    own = patient_headers(settings, record.patient)["patient"]
+    onc, expert = actors.headers["oncologist"], actors.headers["labour-expert"]
+    consent = grant(client, record.patient, [actors.permit("oncologist")], f"{tag}-consent",
+                    headers=own)
+    assert reads(anon, onc, record.ref("work-context")) == 200
+    assert reads(anon, expert, record.ref("work-context")) == 404
+    put(client, {**consent, "provision": {**consent["provision"], "provision": [
+        actors.permit("labour-expert")]}}, own)
+    assert reads(anon, onc, record.ref("work-context")) == 404
+    assert reads(anon, expert, record.ref("work-context")) == 200
+    # And deleting it takes it from the labour expert again.
+    assert client.delete(f"/fhir/Consent/{consent['id']}", headers=own).status_code == 204
+    assert reads(anon, expert, record.ref("work-context")) == 404

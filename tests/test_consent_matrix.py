@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from service.access import consent
+from service.access import consent_plan
 from service.access.resolve import AccessCache
 from service.config import Settings
 
@@ -484,7 +484,7 @@ def lookup(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, anon
     caller with many alike consents) looked up live in the database for the largest group.
     The instance starts with an empty cache, so what it decides is decided this way."""
     if request.param == "live":
-        monkeypatch.setattr(consent, "LIVE_FROM", 1)
+        monkeypatch.setattr(consent_plan, "LIVE_FROM", 1)
     monkeypatch.setattr(anon.app.state.runtime, "access_cache", AccessCache())  # type: ignore[attr-defined]
     return str(request.param)
 

@@ -1,10 +1,10 @@
-"""change epoch: a counter bumped with every write of a watched resource type
+"""change epoch: a counter per reference, bumped with every write that names it
 
 The access layer resolves, per request, who the caller is (PractitionerRoles, CareTeams) and
-which Consents name them. That is derived from a few resource types only; the counter lets an
-instance reuse what it resolved before for as long as none of those resources changed, checked
-with one primary-key read per request, and never reuse it a moment longer (the bump commits
-with the change).
+which Consents name them. That is derived from a few resource types only, and only from those
+that name one of the caller's references; the counters let an instance reuse what it resolved
+before for as long as none of those resources changed, checked with one indexed read per
+request, and never reuse it a moment longer (the bump commits with the change).
 
 Revision ID: 0004
 Revises: 0003
@@ -25,13 +25,12 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    table = op.create_table(
+    op.create_table(
         "change_epoch",
-        sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("ref", sa.String(length=130), nullable=False),
         sa.Column("value", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_change_epoch")),
+        sa.PrimaryKeyConstraint("ref", name=op.f("pk_change_epoch")),
     )
-    op.bulk_insert(table, [{"id": 1, "value": 0}])
 
 
 def downgrade() -> None:

@@ -203,10 +203,10 @@ class Policies:
 
         self._parameters: dict[str, Any] = {}
 
-    async def open(self, conn: AsyncConnection) -> None:
+    async def open(self, conn: AsyncConnection, snapshot: bool = True) -> None:
         merged: dict[str, Any] = {}
         for policy in self.all_of:
-            await policy.open(conn)
+            await policy.open(conn, snapshot)
             merged.update(policy.parameters)
         self._parameters = merged
 

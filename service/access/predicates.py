@@ -30,8 +30,10 @@ from sqlalchemy import (
     ColumnElement,
     and_,
     bindparam,
+    cast,
     exists,
     false,
+    func,
     literal_column,
     not_,
     or_,
@@ -123,11 +125,13 @@ def in_patients(parameter: str) -> Plan:
     return ("in_patients", parameter)
 
 
-def live_patients(references: str, epoch: str) -> Plan:
+def live_patients(references: str, epoch: str | None = None) -> Plan:
     """The row belongs to the record of a patient whose active Consent names one of the
-    references bound to `references`, as the database indexes it now, and only while the change
-    epoch is still the one bound to `epoch` (what was resolved is then exactly what is there;
-    after any change it grants nothing until the caller is resolved again). It spares sending a
+    references bound to `references`, as the database indexes it. Within one snapshot that is
+    exactly what the caller was resolved from; in a transaction whose later statements may see
+    later commits, `epoch` pins it: it holds only while the change epochs of those references
+    still sum to the value bound to `epoch` (after a change that concerns the caller it grants
+    nothing until they are resolved again). It spares sending a
     list of a thousand patients with every query: the database looks the consent up per row."""
     return ("live_patients", references, epoch)
 
@@ -163,6 +167,15 @@ def _in_record(pk: Any) -> ColumnElement[bool]:
                _exists(_LABEL, _LABEL.c.resource_pk == pk, _LABEL.c.system == DATA_CATEGORY))
 
 
+def epoch_of(references: str) -> Any:
+    """The sum of the change epochs (`tables.ChangeEpoch`) of the references bound to
+    `references` (a caller's few references, so an expanding IN: each one a primary-key
+    lookup): it grows whenever a watched resource naming one of them changes, and only then, so
+    a caller's resolution holds while the sum over their references stands."""
+    return select(cast(func.coalesce(func.sum(_EPOCH.c.value), 0), BigInteger)).where(
+        _EPOCH.c.ref.in_(bindparam(references, expanding=True))).scalar_subquery()
+
+
 def _per_row(alias: Any, *conds: ColumnElement[bool]) -> ColumnElement[bool]:
     """EXISTS evaluated per outer row, never turned into a set computed for all rows first:
     PostgreSQL may rewrite an EXISTS into a hashed sub-plan over every match (for the live
@@ -172,22 +185,24 @@ def _per_row(alias: Any, *conds: ColumnElement[bool]) -> ColumnElement[bool]:
         alias).exists()
 
 
-def _live_patients(pk: Any, references: str, epoch: str) -> ColumnElement[bool]:
+def _live_patients(pk: Any, references: str, epoch: str | None) -> ColumnElement[bool]:
     p, a, st = _CONSENT_PATIENT, _CONSENT_ACTOR, _CONSENT_STATUS
     # Every step correlated, so that each is an index probe from the row at hand whatever the
     # planner's statistics say: the row's compartments, that patient's Consents, each one's
     # actors and status.
     consent_names_caller = _per_row(a, a.c.resource_pk == p.c.resource_pk,
                                    a.c.param == "Consent.any-actor",
-                                   in_bound_list(a.c.target_type + "/" + a.c.target_id, references))
+                                   (a.c.target_type + "/" + a.c.target_id).in_(
+                                       bindparam(references, expanding=True)))
     consent_active = _per_row(st, st.c.resource_pk == p.c.resource_pk,
                              st.c.param == "Consent.status", st.c.code == "active")
     patient_consents = _per_row(p, p.c.param == "Consent.patient", p.c.target_type == "Patient",
                                p.c.target_id == _COMP.c.patient_id, consent_names_caller,
                                consent_active)
-    unchanged = select(_EPOCH.c.value).where(_EPOCH.c.id == 1).scalar_subquery() == bindparam(
-        epoch, type_=BigInteger())
-    return and_(unchanged, _per_row(_COMP, _COMP.c.resource_pk == pk, patient_consents))
+    lookup = _per_row(_COMP, _COMP.c.resource_pk == pk, patient_consents)
+    if epoch is None:
+        return lookup
+    return and_(epoch_of(references) == bindparam(epoch, type_=BigInteger()), lookup)
 
 
 def _build(plan: Plan, pk: Any, rtype: Any) -> ColumnElement[bool]:

@@ -144,10 +144,14 @@ def read_consent(consent: dict[str, Any]) -> ConsentDoc | None:
     if scope and "patient-privacy" not in scope:
         return None
     patient_ref = (consent.get("patient") or {}).get("reference", "")
-    if not patient_ref.startswith("Patient/") or not consent.get("provision"):
+    parts = patient_ref.split("/") if isinstance(patient_ref, str) else []
+    # `Patient/x` or `Patient/x/_history/n`, as the search index reads it; anything else (an
+    # absolute URL, another type) is no consent of a patient of this server.
+    if len(parts) not in (2, 4) or parts[0] != "Patient" or not parts[1] or (
+            len(parts) == 4 and parts[2] != "_history") or not consent.get("provision"):
         return None
     root = _node(consent["provision"])
-    return ConsentDoc(consent["id"], patient_ref.split("/", 1)[1], root,
+    return ConsentDoc(consent["id"], parts[1], root,
                       tuple(sorted(set(_boundaries(root)))))
 
 

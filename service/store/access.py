@@ -28,10 +28,12 @@ class WriteIntent:
 
 
 class AccessPolicy(Protocol):
-    async def open(self, conn: AsyncConnection) -> None:
+    async def open(self, conn: AsyncConnection, snapshot: bool = True) -> None:
         """The request's transaction has begun: read what the decisions depend on (the
         caller's roles, the patient's consents) in it, so they hold for exactly this
-        transaction and nothing is kept between requests."""
+        transaction and nothing is kept between requests. `snapshot`: every statement of the
+        transaction sees the same state (otherwise a later statement may see commits that
+        happened after this read)."""
 
     def visible(self, pk: Any, resource_type: Any) -> ColumnElement[bool] | None:
         """A predicate over a resource primary-key column (and its type column) that is true
@@ -73,7 +75,7 @@ class AccessPolicy(Protocol):
 class PolicyBase:
     """A policy that restricts nothing and records nothing; policies override what they need."""
 
-    async def open(self, conn: AsyncConnection) -> None:
+    async def open(self, conn: AsyncConnection, snapshot: bool = True) -> None:
         return None
 
     @property

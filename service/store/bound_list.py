@@ -6,11 +6,14 @@ query (and more than 32,767 is refused by both databases). Bound as one JSON tex
 SQL text never changes, the database keeps one prepared statement for it, and the list may be
 long:
 
-- PostgreSQL: `column = ANY(ARRAY(SELECT json_array_elements_text(CAST(:name AS JSON))))`. The
-  array is built once per execution (an uncorrelated sub-select), and the planner never sees the
-  values: planning a custom plan over a 1,000-value array constant took 5 ms, and binding a
-  native array makes the driver inspect every element (1.7 ms for 1,000);
-- SQLite: `column IN (SELECT value FROM json_each(:name))`, evaluated once per statement.
+- PostgreSQL: `jsonb_exists((SELECT CAST(:name AS JSONB)), column)`, the value a JSON object
+  whose keys are the strings. The object is read once per execution (an uncorrelated
+  sub-select), a key is found by binary search, and the planner never sees the values. (A
+  native array was slower three ways: planning a custom plan over a 1,000-value array constant
+  took 5 ms, the driver inspects every element when it binds one, 1.7 ms for 1,000, and `= ANY`
+  compares a row with every element.)
+- SQLite: `column IN (SELECT value FROM json_each(:name))`, evaluated once per statement into
+  an index.
 """
 
 from __future__ import annotations

@@ -9,23 +9,21 @@ from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, cast
 
 import orjson
 from sqlalchemy import (
     Table,
-    and_,
     delete,
-    exists,
     false,
     func,
     insert,
     not_,
     select,
     true,
-    tuple_,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -33,6 +31,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..fhir import dates
 from ..fhir.outcome import FhirError, bad_request, not_found
+from . import epochs, inheritance
 from .access import AccessPolicy, WriteIntent
 from .indexer import Indexer, IndexRows
 from .records import HistoryPage, SearchPage, StoredResource
@@ -43,9 +42,7 @@ from .search.request import SearchRequest
 from .searchparams import SearchParamRegistry
 from .tables import (
     INDEX_TABLES,
-    ChangeEpoch,
     Compartment,
-    IdxReference,
     Resource,
     ResourceLabel,
     ResourceVersion,
@@ -56,8 +53,6 @@ RES = cast(Table, Resource.__table__)
 VER = cast(Table, ResourceVersion.__table__)
 COMP = cast(Table, Compartment.__table__)
 LABEL = cast(Table, ResourceLabel.__table__)
-EPOCH = cast(Table, ChangeEpoch.__table__)
-REF = cast(Table, IdxReference.__table__)
 INDEXES = cast(dict[str, Table], INDEX_TABLES)
 _PENDING_TABLES: dict[str, Table] = {**INDEXES, "version": VER, "compartment": COMP, "label": LABEL}
 R = RES.alias("r")
@@ -74,8 +69,9 @@ class StoreConfig:
     registry: SearchParamRegistry
     base_url: str
     max_include: int = 1000
-    watched_types: frozenset[str] = frozenset()
-    """Resource types whose every write bumps the change epoch (`tables.ChangeEpoch`)."""
+    watched: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    """Resource types whose writes bump the change epochs (`tables.ChangeEpoch`) of the resource
+    itself and of what its reference parameters listed here name, before and after."""
 
     @property
     def indexer(self) -> Indexer:
@@ -88,10 +84,12 @@ class ResourceStore:
         self.config = config
         self.access = access
         self._indexer = Indexer(config.registry, config.base_url)
-        self._watched_change = False
+        self._bumps: set[str] = set()
+        """References whose change epoch this transaction bumps when it finishes."""
         self._joined: set[int] = set()
         """Resources that joined a patient's record in this transaction and may be referenced
-        by an inheriting resource (a Provenance) written before them: `_propagate` at flush."""
+        by an inheriting resource (a Provenance) written before them (`inheritance.propagate`,
+        at flush)."""
         self._wrote_inheritor = False
         self._pending: dict[str, list[dict[str, Any]]] = {}
         """Rows of versions, indexes, compartments and labels not yet sent: a transaction
@@ -106,20 +104,30 @@ class ResourceStore:
                 await self.conn.execute(insert(_PENDING_TABLES[name]), rows)
         if self._joined:
             joined, self._joined = self._joined, set()
-            await self._propagate(joined)
+            keys = sorted({k for ks in self.config.registry.compartment_inherit.values()
+                           for k in ks})
+            await inheritance.propagate(self.conn, keys, joined)
 
     async def finish(self) -> None:
-        """The last step before commit: flush, and bump the change epoch when a watched type
-        was written (last, so its row lock is held only until the commit)."""
+        """The last step before commit: flush, and bump the change epochs of what the watched
+        writes named (last: their row locks are held only until the commit)."""
         await self.flush()
-        if self._watched_change:
-            self._watched_change = False
-            await self.conn.execute(update(EPOCH).where(EPOCH.c.id == 1).values(
-                value=EPOCH.c.value + 1))
+        bumps, self._bumps = self._bumps, set()
+        await epochs.bump(self.conn, bumps)
 
-    def _changed(self, resource_type: str) -> None:
-        if resource_type in self.config.watched_types:
-            self._watched_change = True
+    def _changed(self, rtype: str, rid: str, rows: IndexRows | None, before: set[str]) -> None:
+        keys = self.config.watched.get(rtype)
+        if keys is not None:
+            self._bumps |= before | epochs.named(
+                rtype, rid, rows.rows.get("reference", []) if rows else [], keys)
+
+    async def _named(self, rtype: str, pk: int) -> set[str]:
+        """What a watched resource's stored version names, before it is replaced."""
+        keys = self.config.watched.get(rtype)
+        if not keys:
+            return set()
+        await self.flush()
+        return await epochs.named_now(self.conn, pk, keys)
 
     # -- reads --------------------------------------------------------------------------
     async def read(self, resource_type: str, rid: str) -> StoredResource:
@@ -190,11 +198,11 @@ class ResourceStore:
             raise FhirError(409, "duplicate", f"{rtype}/{rid} already exists") from exc
         await self._write_version(pk, rtype, rid, 1, now, "POST", content)
         await self._write_indexes(pk, rows, set(), set())
+        self._changed(rtype, rid, rows, set())
         if rows.patients and (chosen or self._wrote_inheritor):
             # Only a client-chosen id, or an id handed out earlier in this transaction, can
             # already be the target of an inheriting resource.
             self._joined.add(pk)
-        self._changed(rtype)
         stored = StoredResource(pk, rtype, rid, 1, now, content)
         self.access.seen([stored], wrote=True)
         return stored
@@ -239,11 +247,12 @@ class ResourceStore:
                 raise FhirError(412, "conflict", f"{rtype}/{rid} is no longer at version {if_match}")
             raise FhirError(409, "conflict", f"{rtype}/{rid} was changed concurrently; retry")
         await self._write_version(pk, rtype, rid, version, now, "PUT", content)
+        named_before = await self._named(rtype, pk)
         await self._clear_indexes(pk)
         await self._write_indexes(pk, rows, old_labels, old_patients)
         if rows.patients - old_patients:
             self._joined.add(pk)
-        self._changed(rtype)
+        self._changed(rtype, rid, rows, named_before)
         stored = StoredResource(pk, rtype, rid, version, now, content)
         self.access.seen([stored], wrote=True)
         return stored, False
@@ -292,8 +301,9 @@ class ResourceStore:
         if result.rowcount != 1:
             raise FhirError(409, "conflict", f"{resource_type}/{rid} was changed concurrently")
         await self._write_version(pk, resource_type, rid, version, now, "DELETE", None)
+        named_before = await self._named(resource_type, pk)
         await self._clear_indexes(pk)
-        self._changed(resource_type)
+        self._changed(resource_type, rid, None, named_before)
         gone = StoredResource(pk, resource_type, rid, version, now, None, deleted=True)
         self.access.seen([gone], wrote=True)
         return gone
@@ -371,53 +381,14 @@ class ResourceStore:
         if not keys:
             return content, rows
         self._wrote_inheritor = True
-        pairs = {(r["target_type"], r["target_id"]) for r in rows.rows.get("reference", [])
-                 if r["param"] in keys and r["target_type"] and r["target_id"]}
-        if not pairs:
-            return content, rows
         await self.flush()
-        t = RES.alias("inherit_target")
-        targets = select(t.c.pk).where(tuple_(t.c.resource_type, t.c.id).in_(sorted(pairs)))
-        patients = {r.patient_id for r in await self.conn.execute(
-            select(COMP.c.patient_id).where(COMP.c.resource_pk.in_(targets)).distinct())}
-        labels = {(r.system, r.code) for r in await self.conn.execute(
-            select(LABEL.c.system, LABEL.c.code).where(LABEL.c.resource_pk.in_(targets)).distinct())}
+        patients, labels = await inheritance.inherited(self.conn, (
+            (r["target_type"], r["target_id"]) for r in rows.rows.get("reference", [])
+            if r["param"] in keys and r["target_type"] and r["target_id"]))
         if not labels <= rows.labels:
             content, rows = self._prepare(resource, rid, version, now, old_labels | labels)
         rows.patients.update(patients)
         return content, rows
-
-    async def _propagate(self, joined: set[int]) -> None:
-        """Resources that joined a record bring the inheriting resources about them along
-        (a Provenance written before its target, in the same transaction or with a
-        client-chosen id), with their labels, and so on down a chain of Provenances of
-        Provenances. Labels added here are in the access tables, not in the stored content
-        (that would take a new version): protection grows, the record does not change."""
-        keys = sorted({k for ks in self.config.registry.compartment_inherit.values() for k in ks})
-        rounds = 0
-        while keys and joined and rounds < 8:
-            rounds += 1
-            i, t = REF.alias("pi"), RES.alias("pt")
-            about = select(i.c.resource_pk.label("pk"), t.c.pk.label("target")).join(
-                t, and_(t.c.resource_type == i.c.target_type, t.c.id == i.c.target_id)).where(
-                t.c.pk.in_(sorted(joined)), i.c.param.in_(keys)).subquery("about")
-            c, x = COMP.alias("pc"), COMP.alias("px")
-            patients = (await self.conn.execute(select(about.c.pk, c.c.patient_id).distinct().join(
-                c, c.c.resource_pk == about.c.target).where(not_(exists().where(
-                    x.c.resource_pk == about.c.pk, x.c.patient_id == c.c.patient_id))))).all()
-            lab, y = LABEL.alias("pl"), LABEL.alias("py")
-            labels = (await self.conn.execute(select(about.c.pk, lab.c.system, lab.c.code).distinct(
-            ).join(lab, lab.c.resource_pk == about.c.target).where(not_(exists().where(
-                y.c.resource_pk == about.c.pk, y.c.system == lab.c.system,
-                y.c.code == lab.c.code))))).all()
-            if labels:
-                await self.conn.execute(insert(LABEL), [
-                    {"resource_pk": pk, "system": system, "code": code} for pk, system, code in labels])
-            if not patients:
-                return
-            await self.conn.execute(insert(COMP), [{"resource_pk": pk, "patient_id": patient}
-                                                   for pk, patient in patients])
-            joined = {pk for pk, _ in patients}
 
     async def _labels(self, pk: int) -> set[tuple[str, str]]:
         await self.flush()

@@ -200,14 +200,17 @@ class IdxUri(Base):
 
 
 class ChangeEpoch(Base):
-    """One counter, bumped in the same transaction as every write of a watched resource type
-    (`StoreConfig.watched_types`). A cache of what is derived from those resources (the access
-    layer's caller resolution) is valid exactly as long as the counter it was read at is still
-    current: the counter commits with the change, so every instance sees it at once."""
+    """A counter per reference (`Practitioner/123`), bumped in the same transaction as every
+    write of a watched resource that names it (`StoreConfig.watched`): a Consent names its
+    actors, a PractitionerRole its practitioner and organisation, a CareTeam its participants,
+    and every watched resource names itself. What is derived from those resources for someone
+    (the access layer's caller resolution) stays valid exactly as long as the counters of that
+    someone's references have not moved; the bump commits with the change, so every instance
+    sees it at once, and a change that names other people invalidates nothing of theirs."""
 
     __tablename__ = "change_epoch"
 
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    ref: Mapped[str] = mapped_column(String(130), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger)
 
 
