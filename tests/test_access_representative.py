@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from service.config import Settings
 
-from .auth_helpers import auth, token
+from .auth_helpers import account, auth, exchange, login, public_client, token
 from .consent_helpers import consent as consent_for
 from .consent_helpers import grant
 from .consent_world import Actors, Record, build_actors, build_record, entries, patient_headers, post
@@ -132,3 +132,25 @@ def test_a_related_person_without_authority_sees_what_a_consent_gives(
         "system": "http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "code": "IRCP"}]},
         "reference": {"reference": f"RelatedPerson/{partner['id']}"}}]}], f"{tag}-consent")
     assert post(anon, "Consent", own_grant, headers).status_code == 403
+
+
+def test_a_representative_logs_in_with_a_pgo_app_for_the_patient_they_represent(
+        anon: TestClient, client: TestClient, settings: Settings, record: Record, other: Record) -> None:
+    """The built-in authorization server launches a related person's PGO app for the patient
+    their RelatedPerson belongs to; authority is checked on every request all the same."""
+    own = patient_headers(settings, record.patient)["patient"]
+    guardian = related_person(anon, own, record.patient, "GUARD")
+    app_id = public_client(settings)
+    username = account(settings, f"RelatedPerson/{guardian['id']}", "representative")
+    code, verifier = login(anon, app_id, username, "launch/patient user/*.cruds fhirUser")
+    tokens = exchange(anon, app_id, code, verifier).json()
+    assert tokens["patient"] == record.patient
+    headers = auth(tokens["access_token"])
+    assert visible(anon, headers, record) == 6 and visible(anon, headers, other) == 0
+
+    partner = related_person(anon, own, record.patient, "SPS")
+    username = account(settings, f"RelatedPerson/{partner['id']}", "representative")
+    code, verifier = login(anon, app_id, username, "launch/patient user/*.cruds fhirUser")
+    tokens = exchange(anon, app_id, code, verifier).json()
+    assert tokens["patient"] == record.patient  # the context, not the authority
+    assert visible(anon, auth(tokens["access_token"]), record) == 0

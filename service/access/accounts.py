@@ -13,18 +13,22 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
-from sqlalchemy import select, update
+from sqlalchemy import false, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..fhir import dates
+from ..store.tables import Resource
 from .models import Account, Client, table_of
 from .principal import FHIR_USER_RE, known_roles
 from .scopes import parse_scopes
+
+RESOURCES = Resource.__table__
 
 ACCOUNTS = table_of(Account)
 CLIENTS = table_of(Client)
@@ -195,3 +199,15 @@ async def add_client(conn: AsyncConnection, client_id: str, *, name: str = "", k
 async def find_client(conn: AsyncConnection, client_id: str) -> ClientRow | None:
     row = (await conn.execute(select(CLIENTS).where(CLIENTS.c.client_id == client_id))).first()
     return _client(row) if row else None
+
+
+async def related_patient(conn: AsyncConnection, related_person_id: str) -> str | None:
+    """The Patient a stored RelatedPerson belongs to (`RelatedPerson.patient`), if any."""
+    row = (await conn.execute(select(RESOURCES.c.content).where(
+        RESOURCES.c.resource_type == "RelatedPerson", RESOURCES.c.id == related_person_id,
+        RESOURCES.c.deleted == false()))).first()
+    if row is None or not row.content:
+        return None
+    reference = (orjson.loads(row.content).get("patient") or {}).get("reference", "")
+    parts = reference.split("/") if isinstance(reference, str) else []
+    return parts[1] if len(parts) == 2 and parts[0] == "Patient" and parts[1] else None

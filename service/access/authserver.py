@@ -30,7 +30,14 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..config import Settings
 from ..fhir import dates
-from .accounts import AccountRow, ClientRow, account_by_pk, authenticate, find_client
+from .accounts import (
+    AccountRow,
+    ClientRow,
+    account_by_pk,
+    authenticate,
+    find_client,
+    related_patient,
+)
 from .db import transaction
 from .discovery import endpoints
 from .issuer import absolute_fhir_user, issue_access_token, issue_id_token
@@ -189,7 +196,12 @@ class AuthServer:
         if scopes.launch_patient:
             if account.fhir_user.startswith("Patient/"):
                 patient = account.fhir_user.split("/", 1)[1]
-            else:
+            elif account.fhir_user.startswith("RelatedPerson/"):
+                # A related person launches for the patient their RelatedPerson belongs to;
+                # whether they may act for that patient is decided on every request.
+                async with transaction(self.engine) as conn:
+                    patient = await related_patient(conn, account.fhir_user.split("/", 1)[1])
+            if patient is None:
                 # No patient picker yet: a professional's standalone launch gets no patient.
                 scopes = scopes.without_special("launch/patient")
         grant_id = str(uuid.uuid4())
