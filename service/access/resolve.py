@@ -66,6 +66,7 @@ on every write (`StoreConfig.watched`)."""
 EPOCH = ChangeEpoch.__table__
 REFS = "refs"
 GENERIC_PLANS = func.set_config("plan_cache_mode", "force_generic_plan", true())
+CUSTOM_PLANS = func.set_config("plan_cache_mode", "auto", true())
 """PostgreSQL, for the rest of this transaction (SET LOCAL): use each prepared statement's
 generic plan. A consent-guarded statement has nested per-row checks, and PostgreSQL would
 otherwise plan it anew for every execution (a custom plan: about 1 ms each, measured, against
@@ -213,9 +214,11 @@ async def resolve(conn: AsyncConnection, principal: Principal, cache: AccessCach
         found = await conn.execute(_epoch_read(dialect), {REFS: sorted(known.references)})
         if int(found.scalar_one()) == known.epoch:
             return known
-    elif dialect == "postgresql":
-        await conn.execute(select(GENERIC_PLANS))
+        if dialect == "postgresql":  # the resolution itself wants a plan for its values
+            await conn.execute(select(CUSTOM_PLANS))
     resolution = await _resolve(conn, principal, cache.consents, known)
+    if dialect == "postgresql":
+        await conn.execute(select(GENERIC_PLANS))
     cache.remember(key, resolution)
     return resolution
 
