@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from ..fhir import dates
+from ..store.bound_list import Strings
 from . import predicates as P
 from .provisions import Caller, ConsentRule, Provision, judge, rules
 from .resolve import Resolution
@@ -83,7 +84,7 @@ def pinned(plan: P.Plan) -> P.Plan:
 
 
 def read_plan(caller: Caller, consents: list[ConsentRule],
-              named_by: frozenset[str] = frozenset()) -> tuple[P.Plan, dict[str, list[str]], bool]:
+              named_by: frozenset[str] = frozenset()) -> tuple[P.Plan, dict[str, Strings], bool]:
     """What the caller may read, the patients each part of it is about, and whether the plan
     looks the largest group up live (then it needs the references and the epoch bound too).
 
@@ -112,16 +113,16 @@ def read_plan(caller: Caller, consents: list[ConsentRule],
     largest = max(granting, key=lambda k: len(groups[k]), default=None)
     live = largest is not None and len(groups[largest]) >= LIVE_FROM
     terms: list[P.Plan] = []
-    values: dict[str, list[str]] = {}
+    values: dict[str, Strings] = {}
     for key in sorted(granting, key=repr):
         if live and key == largest:
             others = sorted(named_by - set(groups[key]))
-            values[f"{PREFIX}not_live"] = others
+            values[f"{PREFIX}not_live"] = Strings(others)
             members = P.all_of(P.live_patients(f"{PREFIX}refs"),
                                P.negate(P.in_patients(f"{PREFIX}not_live")))
         else:
             name = f"{PREFIX}g{len(values)}"
-            values[name] = groups[key]
+            values[name] = Strings(groups[key])
             members = P.in_patients(name)
         terms.append(P.all_of(members, granting[key]))
     never = caller.rule_codes("never")
@@ -137,7 +138,7 @@ class Standing:
 
     consents: tuple[ConsentRule, ...]
     plan: P.Plan
-    values: dict[str, list[str]]
+    values: dict[str, Strings]
     live: bool
     """Whether the plan looks its largest group up live (`read_plan`)."""
     granting: dict[str, tuple[str, ...]]

@@ -8,6 +8,7 @@ list), so each policy can be written and tested on its own.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_
@@ -193,6 +194,13 @@ class RecordRules(PolicyBase):
 
 
 
+@lru_cache(maxsize=256)
+def _conjunction(*predicates: ColumnElement[bool]) -> ColumnElement[bool]:
+    """One object per combination of the (cached) predicates, so that statements built on it
+    can be cached by it too."""
+    return and_(*predicates)
+
+
 class Policies:
     """Several policies at once: every check runs, visibility predicates are ANDed; the audit
     trail, when there is one, follows the request through its life cycle."""
@@ -219,7 +227,7 @@ class Policies:
                       if p is not None]
         if not predicates:
             return None
-        return predicates[0] if len(predicates) == 1 else and_(*predicates)
+        return predicates[0] if len(predicates) == 1 else _conjunction(*predicates)
 
     def check_write(self, intent: WriteIntent) -> None:
         if self.trail is not None:

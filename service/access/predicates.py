@@ -28,12 +28,14 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     ColumnElement,
+    String,
     and_,
     bindparam,
     cast,
     exists,
     false,
     func,
+    literal,
     literal_column,
     not_,
     or_,
@@ -41,7 +43,8 @@ from sqlalchemy import (
     true,
 )
 
-from ..store.bound_list import in_bound_list
+from ..store.bound_list import in_bound_list, in_short_list
+from ..store.keyed_clause import KeyedClause, column_name
 from ..store.search.compiler import token_match
 from ..store.tables import ChangeEpoch, Compartment, IdxDate, IdxReference, IdxToken, ResourceLabel
 
@@ -169,11 +172,11 @@ def _in_record(pk: Any) -> ColumnElement[bool]:
 
 def epoch_of(references: str) -> Any:
     """The sum of the change epochs (`tables.ChangeEpoch`) of the references bound to
-    `references` (a caller's few references, so an expanding IN: each one a primary-key
-    lookup): it grows whenever a watched resource naming one of them changes, and only then, so
-    a caller's resolution holds while the sum over their references stands."""
+    `references` (a caller's few references, each one a primary-key lookup): it grows whenever
+    a watched resource naming one of them changes, and only then, so a caller's resolution
+    holds while the sum over their references stands."""
     return select(cast(func.coalesce(func.sum(_EPOCH.c.value), 0), BigInteger)).where(
-        _EPOCH.c.ref.in_(bindparam(references, expanding=True))).scalar_subquery()
+        in_short_list(_EPOCH.c.ref, references)).scalar_subquery()
 
 
 def _per_row(alias: Any, *conds: ColumnElement[bool]) -> ColumnElement[bool]:
@@ -192,8 +195,8 @@ def _live_patients(pk: Any, references: str, epoch: str | None) -> ColumnElement
     # actors and status.
     consent_names_caller = _per_row(a, a.c.resource_pk == p.c.resource_pk,
                                    a.c.param == "Consent.any-actor",
-                                   (a.c.target_type + "/" + a.c.target_id).in_(
-                                       bindparam(references, expanding=True)))
+                                   in_short_list(a.c.target_type + "/" + a.c.target_id,
+                                                 references))
     consent_active = _per_row(st, st.c.resource_pk == p.c.resource_pk,
                              st.c.param == "Consent.status", st.c.code == "active")
     patient_consents = _per_row(p, p.c.param == "Consent.patient", p.c.target_type == "Patient",
@@ -203,6 +206,13 @@ def _live_patients(pk: Any, references: str, epoch: str | None) -> ColumnElement
     if epoch is None:
         return lookup
     return and_(epoch_of(references) == bindparam(epoch, type_=BigInteger()), lookup)
+
+
+def _constants(values: tuple[str, ...]) -> list[Any]:
+    """A plan's fixed strings as one bound parameter each: `IN (:a, :b)` rendered once with
+    the statement, where a plain list would be an expanding parameter rendered anew on every
+    execution."""
+    return [literal(v, String) for v in values]
 
 
 def _build(plan: Plan, pk: Any, rtype: Any) -> ColumnElement[bool]:
@@ -218,9 +228,9 @@ def _build(plan: Plan, pk: Any, rtype: Any) -> ColumnElement[bool]:
     if kind == "not":
         return not_(_build(plan[1], pk, rtype))
     if kind == "type_in":
-        return rtype.in_(list(plan[1]))
+        return rtype.in_(_constants(plan[1]))
     if kind == "type_not_in":
-        return rtype.notin_(list(plan[1]))
+        return rtype.notin_(_constants(plan[1]))
     if kind == "type_is":
         return rtype == plan[1]
     if kind == "in_record":
@@ -231,10 +241,10 @@ def _build(plan: Plan, pk: Any, rtype: Any) -> ColumnElement[bool]:
         return _exists(_COMP, _COMP.c.resource_pk == pk, in_bound_list(_COMP.c.patient_id, plan[1]))
     if kind == "labels_within":
         return not_(_exists(_LABEL, _LABEL.c.resource_pk == pk, _LABEL.c.system == DATA_CATEGORY,
-                            _LABEL.c.code.notin_(list(plan[1]))))
+                            _LABEL.c.code.notin_(_constants(plan[1]))))
     if kind == "labels_any":
         return _exists(_LABEL, _LABEL.c.resource_pk == pk, _LABEL.c.system == DATA_CATEGORY,
-                       _LABEL.c.code.in_(list(plan[1])))
+                       _LABEL.c.code.in_(_constants(plan[1])))
     if kind == "coded":
         matches = [and_(_TOKEN.c.code == code, _TOKEN.c.system == system) if system
                    else _TOKEN.c.code == code for system, code in plan[1]]
@@ -255,7 +265,13 @@ def _build(plan: Plan, pk: Any, rtype: Any) -> ColumnElement[bool]:
 def _cached(plan: Plan, pk: Any, rtype: Any) -> ColumnElement[bool]:
     # Keyed by the column objects themselves (identity): the store's main queries use fixed
     # aliases, so their predicates are built once per plan for the life of the process.
-    return _build(plan, pk, rtype)
+    clause = _build(plan, pk, rtype)
+    names = (column_name(pk), column_name(rtype))
+    if None in names:
+        return clause
+    # Everything that varies between requests is a named parameter, so the plan and the
+    # columns' names say what this compiles to (`keyed_clause`).
+    return KeyedClause(clause, ("access-plan", plan, names))
 
 
 def predicate(plan: Plan, pk: Any, rtype: Any) -> ColumnElement[bool] | None:
