@@ -22,6 +22,8 @@ from service.config import Settings
 from service.main import create_app
 from service.store.migrate import upgrade
 
+from .consent_world import Actors, Record, build_actors, build_record
+
 PG_ADMIN = os.environ.get("PGO_WORK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 DATABASES = [d.strip() for d in os.environ.get("PGO_WORK_TEST_DATABASES", "sqlite,postgres").split(",")
              if d.strip()]
@@ -104,6 +106,25 @@ def anon(settings: Settings) -> Iterator[TestClient]:
 def tag() -> str:
     """A unique token per test, to scope searches to the data that test wrote."""
     return uuid.uuid4().hex[:16]
+
+
+def _module_name(request: pytest.FixtureRequest) -> str:
+    return request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+
+
+@pytest.fixture(scope="module")
+def actors(client: TestClient, anon: TestClient, settings: Settings,
+           request: pytest.FixtureRequest) -> Actors:
+    """One caller per professional role with a real token, shared by the tests of a module
+    (`consent_world`)."""
+    return build_actors(client, anon, settings, f"{_module_name(request)}-actors")
+
+
+@pytest.fixture
+def record(client: TestClient, tag: str, request: pytest.FixtureRequest) -> Record:
+    """A new patient with one resource per data category, tagged with the test's tag."""
+    family = _module_name(request).title().replace("_", "")
+    return build_record(client, tag, f"{family}{tag}")
 
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}

@@ -8,24 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
 from service.config import Settings
 
 from .consent_helpers import grant
-from .consent_world import Actors, Record, build_actors, build_record, patient_headers
+from .consent_world import Actors, Record, patient_headers
 from .helpers import FHIR_JSON
-
-
-@pytest.fixture(scope="module")
-def actors(client: TestClient, anon: TestClient, settings: Settings) -> Actors:
-    return build_actors(client, anon, settings, "instances-actors")
-
-
-@pytest.fixture
-def record(client: TestClient, tag: str) -> Record:
-    return build_record(client, tag, f"Inst{tag}")
 
 
 def reads(instance: TestClient, headers: dict[str, str], path: str) -> int:

@@ -6,27 +6,18 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 
 from service.config import Settings
 
 from .auth_helpers import auth, token
 from .consent_helpers import grant
-from .consent_world import Actors, Record, build_actors, build_record, entries, patient_headers
+from .consent_world import Actors, Record, entries, patient_headers
 
 ACT_REASON = "http://terminology.hl7.org/CodeSystem/v3-ActReason"
 OWN_PURPOSES = "https://pgo-work.nl/fhir/CodeSystem/purpose-of-use"
 
 
-@pytest.fixture(scope="module")
-def actors(client: TestClient, anon: TestClient, settings: Settings) -> Actors:
-    return build_actors(client, anon, settings, "purpose-actors")
-
-
-@pytest.fixture
-def record(client: TestClient, tag: str) -> Record:
-    return build_record(client, tag, f"Purpose{tag}")
 
 
 def purposes_in_trail(anon: TestClient, patient_headers: dict[str, str], patient: str,

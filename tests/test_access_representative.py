@@ -15,20 +15,12 @@ from service.config import Settings
 from .auth_helpers import account, auth, exchange, login, public_client, token
 from .consent_helpers import consent as consent_for
 from .consent_helpers import grant
-from .consent_world import Actors, Record, build_actors, build_record, entries, patient_headers, post
+from .consent_world import Actors, Record, build_record, entries, patient_headers, post
 from .helpers import FHIR_JSON
 
 ROLE_CODE = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
 
 
-@pytest.fixture(scope="module")
-def actors(client: TestClient, anon: TestClient, settings: Settings) -> Actors:
-    return build_actors(client, anon, settings, "representative-actors")
-
-
-@pytest.fixture
-def record(client: TestClient, tag: str) -> Record:
-    return build_record(client, tag, f"Repr{tag}")
 
 
 @pytest.fixture

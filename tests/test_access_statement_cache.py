@@ -7,16 +7,12 @@ from __future__ import annotations
 
 from fastapi.testclient import TestClient
 
-from service.config import Settings
-
 from .consent_helpers import grant
-from .consent_world import Actors, build_actors, build_record, entries
+from .consent_world import Actors, Record, entries
 
 
 def test_callers_whose_consents_differ_in_one_constant_never_share_a_compiled_statement(
-        anon: TestClient, client: TestClient, settings: Settings, tag: str) -> None:
-    actors: Actors = build_actors(client, anon, settings, f"{tag}-actors")
-    record = build_record(client, tag, "Cachetest")
+        anon: TestClient, client: TestClient, actors: Actors, record: Record, tag: str) -> None:
     # Same shape, one constant apart: the oncologist may see Conditions, the labour expert
     # Observations; the insurance physician work context, the employer absence (not medical).
     grant(client, record.patient, [actors.permit("oncologist", types=["Condition"]),

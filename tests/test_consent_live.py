@@ -23,13 +23,8 @@ from service.store.tables import ChangeEpoch
 
 from .consent_helpers import consent as consent_body
 from .consent_helpers import grant, permit
-from .consent_world import Actors, Record, build_actors, build_record, entries
+from .consent_world import Actors, Record, build_record, entries
 from .helpers import FHIR_JSON
-
-
-@pytest.fixture(scope="module")
-def actors(client: TestClient, anon: TestClient, settings: Settings) -> Actors:
-    return build_actors(client, anon, settings, "live-actors")
 
 
 @pytest.fixture

@@ -15,20 +15,12 @@ from service.config import Settings
 from .auth_helpers import auth, token
 from .conformance_helpers import example
 from .consent_helpers import CATEGORIES, DATA_CATEGORY, grant
-from .consent_world import Actors, Record, build_actors, build_record, entries, patient_headers, post
+from .consent_world import Actors, Record, entries, patient_headers, post
 from .helpers import FHIR_JSON, TAG_SYSTEM
 
 READ_WRITE = ("access", "correct")
 
 
-@pytest.fixture(scope="module")
-def actors(client: TestClient, anon: TestClient, settings: Settings) -> Actors:
-    return build_actors(client, anon, settings, "consent-rules-actors")
-
-
-@pytest.fixture
-def record(client: TestClient, tag: str) -> Record:
-    return build_record(client, tag, f"Rules{tag}")
 
 
 @pytest.fixture

@@ -14,18 +14,8 @@ from service.config import Settings
 
 from .auth_helpers import auth, token
 from .consent_helpers import grant
-from .consent_world import Actors, Record, build_actors, build_record, entries, patient_headers, post
+from .consent_world import Actors, Record, entries, patient_headers, post
 from .helpers import FHIR_JSON, TAG_SYSTEM
-
-
-@pytest.fixture(scope="module")
-def actors(client: TestClient, anon: TestClient, settings: Settings) -> Actors:
-    return build_actors(client, anon, settings, "membership-actors")
-
-
-@pytest.fixture
-def record(client: TestClient, tag: str) -> Record:
-    return build_record(client, tag, f"Member{tag}")
 
 
 @pytest.fixture
