@@ -57,30 +57,25 @@ IN_RECORD: Plan = ("in_record",)
 
 
 # -- composing plans (simplified as they are built, so equal decisions get equal plans) ------
-def all_of(*plans: Plan) -> Plan:
+def _combine(op: str, absorbing: Plan, neutral: Plan, plans: tuple[Plan, ...]) -> Plan:
+    """`op` ("and"/"or") over `plans`, flattened: `absorbing` decides alone, `neutral` drops out."""
     parts: list[Plan] = []
     for p in plans:
-        if p == FALSE:
-            return FALSE
-        if p == TRUE:
-            continue
-        parts.extend(p[1:] if p[0] == "and" else [p])
+        if p == absorbing:
+            return absorbing
+        if p != neutral:
+            parts.extend(p[1:] if p[0] == op else [p])
     if not parts:
-        return TRUE
-    return parts[0] if len(parts) == 1 else ("and", *parts)
+        return neutral
+    return parts[0] if len(parts) == 1 else (op, *parts)
+
+
+def all_of(*plans: Plan) -> Plan:
+    return _combine("and", FALSE, TRUE, plans)
 
 
 def any_of(*plans: Plan) -> Plan:
-    parts: list[Plan] = []
-    for p in plans:
-        if p == TRUE:
-            return TRUE
-        if p == FALSE:
-            continue
-        parts.extend(p[1:] if p[0] == "or" else [p])
-    if not parts:
-        return FALSE
-    return parts[0] if len(parts) == 1 else ("or", *parts)
+    return _combine("or", TRUE, FALSE, plans)
 
 
 def negate(plan: Plan) -> Plan:
