@@ -22,8 +22,6 @@ from typing import Any
 from urllib.parse import urlencode
 
 from authlib.oauth2.rfc7636 import create_s256_code_challenge
-from joserfc.errors import JoseError
-from joserfc.jwk import Key, KeySet
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -38,20 +36,20 @@ from .accounts import (
     find_client,
     related_patient,
 )
+from .client_auth import authenticate_client
 from .db import transaction
 from .discovery import endpoints
 from .issuer import absolute_fhir_user, issue_access_token, issue_id_token
 from .jose import (
     ACCESS_TOKEN_ALGS,
-    ASSERTION_ALGS,
     TokenError,
     check_claims,
     read_header,
-    unverified_claims,
     verified_claims,
 )
 from .keys import key_cache, public_jwks, signing_key
-from .models import AuthCode, Grant, RefreshToken, RevokedToken, UsedAssertion, table_of
+from .models import AuthCode, Grant, RefreshToken, RevokedToken, table_of
+from .oauth_error import OAuthError
 from .scopes import ScopeSet, parse_scopes
 from .verifier import is_revoked
 
@@ -59,9 +57,7 @@ CODES = table_of(AuthCode)
 GRANTS = table_of(Grant)
 REFRESH = table_of(RefreshToken)
 REVOKED = table_of(RevokedToken)
-USED = table_of(UsedAssertion)
 
-JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 VERIFIER_RE = re.compile(r"^[A-Za-z0-9\-._~]{43,128}$")
 CHALLENGE_RE = re.compile(r"^[A-Za-z0-9_\-]{43}$")
 
@@ -72,22 +68,6 @@ def digest(secret: str) -> str:
 
 def with_query(uri: str, params: Mapping[str, str]) -> str:
     return uri + ("&" if "?" in uri else "?") + urlencode(params)
-
-
-class OAuthError(Exception):
-    """An RFC 6749 error response. `revoke_grant` is revoked after the failed transaction rolls
-    back: replaying a used code or refresh token ends the whole authorization."""
-
-    def __init__(self, error: str, description: str, status: int = 400,
-                 revoke_grant: str | None = None) -> None:
-        super().__init__(description)
-        self.error = error
-        self.description = description
-        self.status = status
-        self.revoke_grant = revoke_grant
-
-    def body(self) -> dict[str, str]:
-        return {"error": self.error, "error_description": self.description}
 
 
 class AuthorizeProblem(Exception):
@@ -357,62 +337,7 @@ class AuthServer:
 
     # -- client authentication -------------------------------------------------------------
     async def _client(self, conn: AsyncConnection, form: Mapping[str, str]) -> ClientRow:
-        """Public clients name themselves; backend clients prove it with a signed assertion."""
-        assertion_type, assertion = form.get("client_assertion_type"), form.get("client_assertion")
-        if assertion_type or assertion:
-            if assertion_type != JWT_BEARER or not assertion:
-                raise OAuthError("invalid_client", f"client_assertion_type must be {JWT_BEARER}", 401)
-            return await self._assertion_client(conn, assertion, form.get("client_id"))
-        client_id = form.get("client_id")
-        client = await find_client(conn, client_id) if client_id else None
-        if client is None or client.disabled:
-            raise OAuthError("invalid_client", "Unknown client", 401)
-        if client.kind != "public":
-            raise OAuthError("invalid_client", "This client authenticates with private_key_jwt", 401)
-        return client
-
-    async def _assertion_client(self, conn: AsyncConnection, assertion: str,
-                                claimed_id: str | None) -> ClientRow:
-        """private_key_jwt (RFC 7523, SMART Backend Services): iss = sub = client_id, aud = the
-        token endpoint, exp at most a few minutes ahead, jti never seen before."""
-        try:
-            alg, kid = read_header(assertion, ASSERTION_ALGS)
-            client_id = unverified_claims(assertion).get("iss")
-        except TokenError as exc:
-            raise OAuthError("invalid_client", f"Client assertion: {exc}", 401) from exc
-        if not isinstance(client_id, str) or (claimed_id and claimed_id != client_id):
-            raise OAuthError("invalid_client", "Client assertion: iss must be the client_id", 401)
-        client = await find_client(conn, client_id)
-        if client is None or client.disabled or client.jwks is None:
-            raise OAuthError("invalid_client", "Unknown client or no registered keys", 401)
-        key = _client_key(client.jwks, kid)
-        if key is None:
-            raise OAuthError("invalid_client", "Client assertion: kid is not among the registered keys", 401)
-        skew = self.settings.token_clock_skew_seconds
-        try:
-            claims = verified_claims(assertion, key, alg)
-            check_claims(claims, issuer=client_id, audience=self.token_endpoint, leeway=skew,
-                         essential=("exp", "sub", "jti"))
-        except TokenError as exc:
-            raise OAuthError("invalid_client", f"Client assertion: {exc}", 401) from exc
-        if claims.get("sub") != client_id:
-            raise OAuthError("invalid_client", "Client assertion: sub must be the client_id", 401)
-        exp, jti = claims["exp"], claims["jti"]
-        if exp > time.time() + self.settings.client_assertion_max_seconds + skew:
-            raise OAuthError("invalid_client", "Client assertion: exp is too far ahead", 401)
-        if len(jti) > 255:
-            raise OAuthError("invalid_client", "Client assertion: jti is too long", 401)
-        now = dates.utcnow()
-        await conn.execute(delete(USED).where(USED.c.expires_at < now))
-        try:
-            async with conn.begin_nested():
-                await conn.execute(USED.insert(), {
-                    "client_id": client_id, "jti": jti,
-                    "expires_at": now + timedelta(seconds=max(0, exp - time.time()) + skew)})
-        except IntegrityError as exc:
-            raise OAuthError("invalid_client", "Client assertion: this jti was already used", 401) \
-                from exc
-        return client
+        return await authenticate_client(conn, form, self.token_endpoint, self.settings)
 
     # -- revocation and introspection ---------------------------------------------------------
     async def revoke(self, form: Mapping[str, str]) -> None:
@@ -497,14 +422,6 @@ class AuthServer:
         async with transaction(self.engine, write=True) as conn:
             await signing_key(conn)
             return await public_jwks(conn)
-
-
-def _client_key(jwks: dict[str, Any], kid: str) -> Key | None:
-    try:
-        keyset = KeySet.import_key_set(jwks)  # type: ignore[arg-type]
-    except (JoseError, ValueError, KeyError, TypeError):
-        return None
-    return next((k for k in keyset if k.kid == kid), None)
 
 
 async def _consume(conn: AsyncConnection, key: Any, value: str, grant_id: Any, what: str) -> None:

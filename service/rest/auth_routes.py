@@ -21,8 +21,8 @@ from ..access.authserver import (
     AuthorizeRequest,
     AuthServer,
     LoginFailed,
-    OAuthError,
 )
+from ..access.oauth_error import OAuthError
 from ..access.oidc import IssuerUnavailable
 from ..fhir.outcome import FhirError
 from ..runtime import Runtime
