@@ -43,7 +43,10 @@ def _node_filter(node: Provision, action: str, caller: Caller) -> P.Plan:
     if node.codes is not None:
         clauses.append(P.coded(node.codes))
     if node.data_period is not None:
-        clauses.append(P.data_between(*node.data_period))
+        # Failing closed both ways: a permit covers data whose whole clinical span lies in its
+        # period, a deny whatever overlaps it, or has no clinical date to tell.
+        clauses.append(P.data_within(*node.data_period) if node.type == "permit"
+                       else P.data_overlaps(*node.data_period))
     return P.all_of(*clauses)
 
 

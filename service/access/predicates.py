@@ -17,6 +17,12 @@ whose consents say the same thing share one expression and one compiled statemen
 
 Every check is a correlated EXISTS on the row's own primary key, so the criteria of a search pick
 the rows and the access check costs one index probe per row, on SQLite and PostgreSQL alike.
+
+What a check reads about the row's content (its codes, its clinical dates) is read for the
+version the row holds: the facts of (resource, `version_id`) in `version_code` and
+`version_period`, where `version_id` is the column of the same table as the key (`resource`
+for current rows, `resource_version` for vread and history). So an old version is judged by
+what it said, not by what the resource says now, and a deletion by what it deleted.
 """
 
 from __future__ import annotations
@@ -46,7 +52,17 @@ from sqlalchemy import (
 from ..store.bound_list import in_bound_list, in_short_list
 from ..store.keyed_clause import KeyedClause, column_name
 from ..store.search.compiler import token_match
-from ..store.tables import ChangeEpoch, Compartment, IdxDate, IdxReference, IdxToken, ResourceLabel
+from ..store.tables import (
+    ChangeEpoch,
+    Compartment,
+    IdxReference,
+    IdxToken,
+    Resource,
+    ResourceLabel,
+    ResourceVersion,
+    VersionCode,
+    VersionPeriod,
+)
 
 DATA_CATEGORY = "https://pgo-work.nl/fhir/CodeSystem/data-category"
 
@@ -109,13 +125,22 @@ def labels_any(codes: frozenset[str] | set[str]) -> Plan:
 
 
 def coded(codes: tuple[tuple[str | None, str], ...]) -> Plan:
-    """The row has a `*.code` token matching one of (system, code); system None matches any."""
+    """The row's version has a `<Type>.code` matching one of (system, code); system None
+    matches any."""
     return ("coded", tuple(codes)) if codes else FALSE
 
 
-def data_between(low: datetime, high: datetime) -> Plan:
-    """The row's own date (`*.date`, `*.authored`) lies within [low, high]."""
-    return ("data_between", low, high)
+def data_within(low: datetime, high: datetime) -> Plan:
+    """The row's version has a clinical date, and all of its clinical dates lie within
+    [low, high] (for a permit: it grants only what it surely covers)."""
+    return ("data_within", low, high)
+
+
+def data_overlaps(low: datetime, high: datetime) -> Plan:
+    """The span of the row's version's clinical dates (earliest to latest) overlaps
+    [low, high], or the version has no clinical date at all (for a deny: it takes away what it
+    may cover). An unreadable period (`low` after `high`) may cover anything."""
+    return ("data_overlaps", low, high) if low <= high else TRUE
 
 
 def in_patients(parameter: str) -> Plan:
@@ -135,7 +160,8 @@ def live_patients(references: str, epoch: str | None = None) -> Plan:
 
 
 def token(key: str, values: tuple[str, ...]) -> Plan:
-    """The row has a token of search parameter `key` matching one of `values` (granular scopes)."""
+    """The row has a token of search parameter `key` matching one of `values` (granular scopes);
+    it holds for the current version only (the search indexes are the current version's)."""
     return ("token", key, tuple(values)) if values else FALSE
 
 
@@ -145,7 +171,9 @@ def token(key: str, values: tuple[str, ...]) -> Plan:
 _COMP = Compartment.__table__.alias("acc_c")
 _LABEL = ResourceLabel.__table__.alias("acc_l")
 _TOKEN = IdxToken.__table__.alias("acc_t")
-_DATE = IdxDate.__table__.alias("acc_d")
+_CURRENT = Resource.__table__.alias("acc_r")
+_CODE = VersionCode.__table__.alias("acc_vc")
+_PERIOD = VersionPeriod.__table__.alias("acc_vp")
 _CONSENT_PATIENT = IdxReference.__table__.alias("acc_cp")
 _CONSENT_ACTOR = IdxReference.__table__.alias("acc_ca")
 _CONSENT_STATUS = IdxToken.__table__.alias("acc_cs")
@@ -203,6 +231,30 @@ def _live_patients(pk: Any, references: str, epoch: str | None) -> ColumnElement
     return and_(epoch_of(references) == bindparam(epoch, type_=BigInteger()), lookup)
 
 
+def version_of(pk: Any) -> Any:
+    """The `version_id` column next to a key column: which version of the resource the row
+    holds (`resource.pk` -> `resource.version_id`, `resource_version.resource_pk` ->
+    `resource_version.version_id`). The contract hands the policy rows of those two tables."""
+    table = getattr(pk, "table", None)
+    column = None if table is None else table.c.get("version_id")
+    if column is None:
+        raise ValueError(f"{pk!r} is not the key of a resource or resource_version row")
+    return column
+
+
+def _current_version(pk: Any) -> ColumnElement[bool]:
+    """The row holds the resource's current version: always for a `resource` row; for a
+    stored version, when it is the one `resource` holds now (a check only the current
+    version's search indexes can answer is not answered for older ones)."""
+    if not pk.table.is_derived_from(ResourceVersion.__table__):
+        return true()
+    return _exists(_CURRENT, _CURRENT.c.pk == pk, _CURRENT.c.version_id == version_of(pk))
+
+
+def _of_version(alias: Any, pk: Any) -> list[ColumnElement[bool]]:
+    return [alias.c.resource_pk == pk, alias.c.version_id == version_of(pk)]
+
+
 def _constants(values: tuple[str, ...]) -> list[Any]:
     """A plan's fixed strings as one bound parameter each: `IN (:a, :b)` rendered once with
     the statement, where a plain list would be an expanding parameter rendered anew on every
@@ -241,18 +293,27 @@ def _build(plan: Plan, pk: Any, rtype: Any) -> ColumnElement[bool]:
         return _exists(_LABEL, _LABEL.c.resource_pk == pk, _LABEL.c.system == DATA_CATEGORY,
                        _LABEL.c.code.in_(_constants(plan[1])))
     if kind == "coded":
-        matches = [and_(_TOKEN.c.code == code, _TOKEN.c.system == system) if system
-                   else _TOKEN.c.code == code for system, code in plan[1]]
-        return _exists(_TOKEN, _TOKEN.c.resource_pk == pk, _TOKEN.c.param.like("%.code"),
-                       or_(*matches))
-    if kind == "data_between":
-        return _exists(_DATE, _DATE.c.resource_pk == pk,
-                       or_(_DATE.c.param.like("%.date"), _DATE.c.param.like("%.authored")),
-                       _DATE.c.low >= plan[1], _DATE.c.high <= plan[2])
+        matches = [and_(_CODE.c.code == code, _CODE.c.system == system) if system
+                   else _CODE.c.code == code for system, code in plan[1]]
+        return _exists(_CODE, *_of_version(_CODE, pk), or_(*matches))
+    if kind == "data_within":
+        dated = _exists(_PERIOD, *_of_version(_PERIOD, pk))
+        outside = _exists(_PERIOD, *_of_version(_PERIOD, pk),
+                          or_(_PERIOD.c.low < plan[1], _PERIOD.c.high > plan[2]))
+        return and_(dated, not_(outside))
+    if kind == "data_overlaps":
+        # The span from the earliest to the latest date overlaps [low, high] exactly when some
+        # date starts before the end and some date ends after the start.
+        undated = not_(_exists(_PERIOD, *_of_version(_PERIOD, pk)))
+        starts_before_end = _exists(_PERIOD, *_of_version(_PERIOD, pk), _PERIOD.c.low <= plan[2])
+        ends_after_start = _exists(_PERIOD, *_of_version(_PERIOD, pk), _PERIOD.c.high >= plan[1])
+        return or_(undated, and_(starts_before_end, ends_after_start))
     if kind == "token":
+        # Granular scopes match any token parameter, which only the current version indexes:
+        # older versions are never granted by them (failing closed).
         matches = [token_match(_TOKEN.c.system, _TOKEN.c.code, None, v) for v in plan[2]]
-        return _exists(_TOKEN, _TOKEN.c.resource_pk == pk, _TOKEN.c.param == plan[1],
-                       or_(*matches))
+        return and_(_exists(_TOKEN, _TOKEN.c.resource_pk == pk, _TOKEN.c.param == plan[1],
+                            or_(*matches)), _current_version(pk))
     raise ValueError(f"unknown access plan node {kind!r}")
 
 

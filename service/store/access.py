@@ -38,7 +38,9 @@ class AccessPolicy(Protocol):
     def visible(self, pk: Any, resource_type: Any) -> ColumnElement[bool] | None:
         """A predicate over a resource primary-key column (and its type column) that is true
         for rows the caller may read; None means no restriction. It may contain bind
-        parameters without values: the store executes it with `parameters`."""
+        parameters without values: the store executes it with `parameters`. The key is
+        `resource.pk` or `resource_version.resource_pk` (of any alias): the policy judges the
+        version that row holds, by the `version_id` of the same table."""
 
     @property
     def parameters(self) -> Mapping[str, Any]:

@@ -24,6 +24,25 @@ class IndexRows:
         self.rows.setdefault(kind, []).append(row)
 
 
+CODE_PARAM = "code"
+CLINICAL_DATE_PARAM = "clinical-date"
+"""The search parameters whose values consent judges per version (`version_facts`)."""
+
+
+def version_facts(rows: IndexRows) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """What consent needs to know about one version's content, from its index rows: its codes
+    (`<Type>.code`, for a provision's `code`) and its clinical dates (`<Type>.clinical-date`,
+    for `dataPeriod`). Kept per version (`tables.VersionCode`, `VersionPeriod`), so an old
+    version is never judged by a later one's codes and dates."""
+    codes = sorted({(r["system"], r["code"]) for r in rows.rows.get("token", [])
+                    if r["param"].endswith("." + CODE_PARAM) and r["code"]},
+                   key=lambda c: (c[0] or "", c[1]))
+    periods = sorted({(r["low"], r["high"]) for r in rows.rows.get("date", [])
+                      if r["param"].endswith("." + CLINICAL_DATE_PARAM)})
+    return ([{"system": s, "code": c} for s, c in codes],
+            [{"low": low, "high": high} for low, high in periods])
+
+
 def normalize(text: str) -> str:
     """Case- and accent-insensitive form used by string search (R4 3.1.1.4.9)."""
     decomposed = unicodedata.normalize("NFKD", text)

@@ -18,6 +18,7 @@ from typing import Any, cast
 import orjson
 from sqlalchemy import (
     ColumnElement,
+    Integer,
     String,
     Table,
     bindparam,
@@ -25,6 +26,7 @@ from sqlalchemy import (
     false,
     func,
     insert,
+    literal,
     not_,
     select,
     true,
@@ -37,7 +39,7 @@ from ..fhir import dates
 from ..fhir.outcome import FhirError, bad_request, not_found
 from . import epochs, inheritance
 from .access import AccessPolicy, WriteIntent
-from .indexer import Indexer, IndexRows
+from .indexer import Indexer, IndexRows, version_facts
 from .records import HistoryPage, SearchPage, StoredResource
 from .search import cursor as cursors
 from .search.compiler import Compiler
@@ -50,6 +52,8 @@ from .tables import (
     Resource,
     ResourceLabel,
     ResourceVersion,
+    VersionCode,
+    VersionPeriod,
 )
 
 # Mapped classes type `__table__` as a FromClause; these are plain Tables (DML targets).
@@ -57,8 +61,11 @@ RES = cast(Table, Resource.__table__)
 VER = cast(Table, ResourceVersion.__table__)
 COMP = cast(Table, Compartment.__table__)
 LABEL = cast(Table, ResourceLabel.__table__)
+VCODE = cast(Table, VersionCode.__table__)
+VPERIOD = cast(Table, VersionPeriod.__table__)
 INDEXES = cast(dict[str, Table], INDEX_TABLES)
-_PENDING_TABLES: dict[str, Table] = {**INDEXES, "version": VER, "compartment": COMP, "label": LABEL}
+_PENDING_TABLES: dict[str, Table] = {**INDEXES, "version": VER, "compartment": COMP, "label": LABEL,
+                                     "version_code": VCODE, "version_period": VPERIOD}
 R = RES.alias("r")
 V = VER.alias("v")
 """The aliases every guarded query selects from. Fixed, so the access predicate built for them
@@ -216,6 +223,7 @@ class ResourceStore:
             raise FhirError(409, "duplicate", f"{rtype}/{rid} already exists") from exc
         await self._write_version(pk, rtype, rid, 1, now, "POST", content)
         await self._write_indexes(pk, rows, set(), set())
+        self._write_facts(pk, 1, rows)
         self._changed(rtype, rid, rows, set())
         if rows.patients and (chosen or self._wrote_inheritor):
             # Only a client-chosen id, or an id handed out earlier in this transaction, can
@@ -268,6 +276,7 @@ class ResourceStore:
         named_before = await self._named(rtype, pk)
         await self._clear_indexes(pk)
         await self._write_indexes(pk, rows, old_labels, old_patients)
+        self._write_facts(pk, version, rows)
         if rows.patients - old_patients:
             self._joined.add(pk)
         self._changed(rtype, rid, rows, named_before)
@@ -321,6 +330,7 @@ class ResourceStore:
         await self._write_version(pk, resource_type, rid, version, now, "DELETE", None)
         named_before = await self._named(resource_type, pk)
         await self._clear_indexes(pk)
+        await self._carry_facts(pk, old_version, version)
         self._changed(resource_type, rid, None, named_before)
         gone = StoredResource(pk, resource_type, rid, version, now, None, deleted=True)
         self.access.seen([gone], wrote=True)
@@ -378,6 +388,28 @@ class ResourceStore:
                 self._pending[kind] = [r for r in self._pending[kind] if r["resource_pk"] != pk]
         for table in INDEXES.values():
             await self.conn.execute(delete(table).where(table.c.resource_pk == pk))
+
+    def _write_facts(self, pk: int, version: int, rows: IndexRows) -> None:
+        """What consent judges about this version's content, kept with the version for good
+        (`indexer.version_facts`): vread and history judge each version by its own."""
+        codes, periods = version_facts(rows)
+        key = {"resource_pk": pk, "version_id": version}
+        if codes:
+            self._pending.setdefault("version_code", []).extend({**key, **c} for c in codes)
+        if periods:
+            self._pending.setdefault("version_period", []).extend({**key, **p} for p in periods)
+
+    async def _carry_facts(self, pk: int, deleted: int, version: int) -> None:
+        """A deletion is judged by what it deleted: it gets the facts of the version before
+        it, so the deletion entry in history is visible to exactly those who could see that
+        version (and the current row of a deleted resource keeps being judged by it)."""
+        await self.flush()
+        for table, columns in ((VCODE, ("system", "code")), (VPERIOD, ("low", "high"))):
+            await self.conn.execute(insert(table).from_select(
+                ["resource_pk", "version_id", *columns],
+                select(table.c.resource_pk, literal(version, Integer),
+                       *[table.c[c] for c in columns]).where(
+                    table.c.resource_pk == pk, table.c.version_id == deleted)))
 
     async def _write_indexes(self, pk: int, rows: IndexRows, old_labels: set[tuple[str, str]],
                              old_patients: set[str]) -> None:

@@ -8,7 +8,10 @@ Layout, and why:
   security labels it carries. They are indexed columns, not JSON, so that access predicates
   compile into the same SQL as the search; they survive deletion so history stays guarded;
 - `idx_*` are typed search index rows for the current, non-deleted version, one table per
-  search parameter type, written at write time from SearchParameter expressions.
+  search parameter type, written at write time from SearchParameter expressions;
+- `version_code` and `version_period` are what consent judges about a resource's content
+  (its codes, its clinical dates), per stored version and kept on delete, so every version,
+  current or old, is judged by what it itself says (`docs/access.md`).
 """
 
 from __future__ import annotations
@@ -212,6 +215,39 @@ class ChangeEpoch(Base):
 
     ref: Mapped[str] = mapped_column(String(130), primary_key=True)
     value: Mapped[int] = mapped_column(BigInteger)
+
+
+class VersionCode(Base):
+    """The codes (`<Type>.code` tokens) of one stored version, for a provision's `code`.
+
+    Keyed by (resource, version) rather than by the version row, so that a write knows the key
+    before the version row is inserted, and a current row finds its own by its `version_id`.
+    A deletion carries the facts of the version it deleted."""
+
+    __tablename__ = "version_code"
+    __table_args__ = (Index("ix_version_code_lookup", "resource_pk", "version_id", "code",
+                            "system"),)
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    resource_pk: Mapped[int] = mapped_column(ForeignKey("resource.pk", ondelete="CASCADE"))
+    version_id: Mapped[int] = mapped_column(Integer)
+    system: Mapped[str | None] = mapped_column(String(255))
+    code: Mapped[str | None] = mapped_column(String(255))
+
+
+class VersionPeriod(Base):
+    """The clinical dates (`<Type>.clinical-date`) of one stored version, as ranges, for a
+    provision's `dataPeriod`; keyed as `VersionCode`."""
+
+    __tablename__ = "version_period"
+    __table_args__ = (Index("ix_version_period_lookup", "resource_pk", "version_id", "low",
+                            "high"),)
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    resource_pk: Mapped[int] = mapped_column(ForeignKey("resource.pk", ondelete="CASCADE"))
+    version_id: Mapped[int] = mapped_column(Integer)
+    low: Mapped[datetime] = mapped_column(DateTime)
+    high: Mapped[datetime] = mapped_column(DateTime)
 
 
 INDEX_TABLES = {
