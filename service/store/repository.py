@@ -195,15 +195,17 @@ class ResourceStore:
         return await self.conn.execute(stmt, dict(self.access.parameters))
 
     # -- writes -------------------------------------------------------------------------
-    async def create(self, resource: dict[str, Any], rid: str | None = None) -> StoredResource:
-        """Store a new resource with a server-assigned id (or `rid`, for update-as-create)."""
+    async def create(self, resource: dict[str, Any], rid: str | None = None,
+                     client_id: bool = False) -> StoredResource:
+        """Store a new resource with a server-assigned id, or `rid`: an id handed out earlier
+        in this transaction, or with `client_id` one the client chose (update as create)."""
         rtype = resource["resourceType"]
         chosen = rid is not None
         rid = rid or str(uuid.uuid4())
         now = dates.utcnow()
         content, rows = await self._prepared(resource, rid, 1, now, set())
         self.access.check_write(WriteIntent("create", rtype, resource, frozenset(rows.patients),
-                                            frozenset(rows.labels)))
+                                            frozenset(rows.labels), client_id=client_id))
         try:
             pk = (
                 await self.conn.execute(
@@ -228,18 +230,24 @@ class ResourceStore:
     async def update(
         self, resource: dict[str, Any], rid: str, if_match: int | None = None
     ) -> tuple[StoredResource, bool]:
-        """Replace the current version; returns (stored, created). 412 on If-Match mismatch."""
+        """Replace the current version; returns (stored, created). 412 on If-Match mismatch.
+
+        An id the caller may not see is answered exactly as a free id (If-Match fails, or
+        update as create with its checks): a different answer would tell that it exists. Only
+        a caller who may choose ids and passes every check of the create learns that the id is
+        taken (409), never whose it is.
+        """
         rtype = resource["resourceType"]
-        existing = await self._locate(rtype, rid)
+        existing = await self._locate(rtype, rid, hidden_as_absent=True)
         if existing is None:
             if if_match is not None:
                 raise FhirError(412, "conflict", f"{rtype}/{rid} does not exist, If-Match fails")
             created = await self._create_if_absent(resource, rid)
             if created is not None:
                 return created, True
-            existing = await self._locate(rtype, rid)
+            existing = await self._locate(rtype, rid, hidden_as_absent=True)
             if existing is None:
-                raise FhirError(409, "conflict", f"{rtype}/{rid} was changed concurrently; retry")
+                raise FhirError(409, "conflict", f"{rtype}/{rid} cannot be created: the id is taken")
         pk, old_version, _deleted = existing
         if if_match is not None and if_match != old_version:
             raise FhirError(412, "conflict",
@@ -283,7 +291,7 @@ class ResourceStore:
         """
         try:
             async with self.conn.begin_nested():
-                return await self.create(resource, rid)
+                return await self.create(resource, rid, client_id=True)
         except FhirError as exc:
             if exc.status == 409 and exc.issues[0].code == "duplicate":
                 return None
@@ -326,8 +334,10 @@ class ResourceStore:
         self.access.seen([gone], wrote=True)
         return gone
 
-    async def _locate(self, rtype: str, rid: str) -> tuple[int, int, bool] | None:
-        """pk, version and deleted flag of a resource the caller may see; None otherwise.
+    async def _locate(self, rtype: str, rid: str,
+                      hidden_as_absent: bool = False) -> tuple[int, int, bool] | None:
+        """pk, version and deleted flag of a resource the caller may see; None when there is
+        none, and for one the caller may not see 404 (or None with `hidden_as_absent`).
 
         The row is locked (PostgreSQL; SQLite writers are serialised by BEGIN IMMEDIATE) so the
         version we compare with If-Match is still current when we write: a concurrent writer
@@ -345,6 +355,8 @@ class ResourceStore:
             return None
         if not row.visible:
             # It exists, but not for this caller: writing over it would be a leak and a loss.
+            if hidden_as_absent:
+                return None
             raise not_found(f"{rtype}/{rid} is not known")
         return int(row.pk), int(row.version_id), bool(row.deleted)
 
