@@ -28,6 +28,7 @@ from sqlalchemy import (
     not_,
     select,
     true,
+    tuple_,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -37,7 +38,7 @@ from ..fhir import dates
 from ..fhir.outcome import FhirError, bad_request, not_found
 from . import epochs, inheritance
 from .access import AccessPolicy, WriteIntent
-from .indexer import Indexer, IndexRows
+from .indexer import Indexer, IndexRows, parse_reference
 from .records import HistoryPage, SearchPage, StoredResource
 from .search import cursor as cursors
 from .search.compiler import Compiler
@@ -412,6 +413,7 @@ class ResourceStore:
             return content, rows
         self._wrote_inheritor = True
         await self.flush()
+        await self._require_visible_targets(resource, keys, rows)
         patients, labels = await inheritance.inherited(self.conn, (
             (r["target_type"], r["target_id"]) for r in rows.rows.get("reference", [])
             if r["param"] in keys and r["target_type"] and r["target_id"]))
@@ -419,6 +421,40 @@ class ResourceStore:
             content, rows = self._prepare(resource, rid, version, now, old_labels | labels)
         rows.patients.update(patients)
         return content, rows
+
+    async def _require_visible_targets(self, resource: dict[str, Any], keys: tuple[str, ...],
+                                       rows: IndexRows) -> None:
+        """What an inheriting resource (a Provenance) is about must be there for the caller to
+        see: it takes its record and labels from its targets, so a target the caller may not
+        see would otherwise be answered by that record's consent (and name its patient), and a
+        free id differently again. One answer for both, naming the reference as written. The
+        operator sees everything, so nothing is hidden from them: their Provenances may still
+        come before their targets (`inheritance.propagate`)."""
+        predicate = self.access.visible(R.c.pk, R.c.resource_type)
+        if predicate is None:
+            return
+        wanted = {(r["target_type"], r["target_id"]) for r in rows.rows.get("reference", [])
+                  if r["param"] in keys and r["target_type"] and r["target_id"]}
+        found: set[tuple[str, str]] = set()
+        if wanted:
+            stmt = select(R.c.resource_type, R.c.id).where(
+                tuple_(R.c.resource_type, R.c.id).in_(sorted(wanted))).where(predicate)
+            found = {(r.resource_type, r.id) for r in await self._query(stmt)}
+        rtype = resource["resourceType"]
+        for key in keys:
+            element = key.split(".", 1)[1]
+            values = resource.get(element)
+            for i, value in enumerate(values if isinstance(values, list) else [values]):
+                reference = value.get("reference") if isinstance(value, dict) else None
+                if not isinstance(reference, str) or not reference:
+                    continue
+                ttype, tid, _url = parse_reference(reference, self.config.base_url)
+                if ttype is None or tid is None or (ttype, tid) in found:
+                    continue  # another server's, contained, or there to see
+                raise FhirError(422, "not-found",
+                                f"{rtype}.{element}[{i}]: {reference} is not known; a {rtype} "
+                                "must be about resources you can see",
+                                expression=[f"{rtype}.{element}[{i}]"])
 
     async def _labels(self, pk: int) -> set[tuple[str, str]]:
         await self.flush()
