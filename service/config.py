@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = 10 * 1024 * 1024
     max_bundle_entries: int = 1000
     max_include_results: int = 1000
+    client_ids_for: str = "service"
+    """Roles (comma-separated) whose callers may choose the id of a new resource (update as
+    create). Anyone who may can tell a taken id from a free one, so by default only the
+    operator's `service` clients, who see everything anyway; everyone else creates with POST."""
     db_pool_size: int = 10
     sql_echo: bool = False
 

@@ -98,10 +98,11 @@ def test_patient_scope_cannot_create_patient_or_write_elsewhere(anon: TestClient
     assert mine.status_code == 201
     assert_403(anon.post("/fhir/Observation", json=contract_hours(tag, world["bob"], 20, "2024-05-01"),
                          headers={**writer, **FHIR_JSON}))
-    # Updating or deleting Bob's resources: they are not visible, so 404.
+    # Updating or deleting Bob's resources: they are not visible, so answered as for an id that
+    # is not there (a PUT: 405, as patients do not choose ids; a DELETE: 404).
     bob_obs = contract_hours(tag, world["bob"], 1, "2024-05-01")
     assert anon.put(f"/fhir/Observation/{world['bob_hours']}", json={**bob_obs, "id": world["bob_hours"]},
-                    headers={**writer, **FHIR_JSON}).status_code == 404
+                    headers={**writer, **FHIR_JSON}).status_code == 405
     assert anon.delete(f"/fhir/Observation/{world['bob_hours']}", headers=writer).status_code == 404
     # Moving her own observation to Bob is refused, and it stays hers.
     moved = contract_hours(tag, world["bob"], 1, "2024-05-01")

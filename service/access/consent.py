@@ -120,8 +120,9 @@ class ConsentPolicy(PolicyBase):
             permitting = {rule.id for rule in self.consents if rule.patient == patient
                           and self._write_permitted(rule.root, intent.resource_type, categories, False)}
             if not permitting:
-                raise FhirError(403, "forbidden",
-                                f"No consent of Patient/{patient} permits you to write this")
+                # Never the patient's id: the write may be about a resource the caller
+                # cannot see, whose owner they must not learn.
+                raise FhirError(403, "forbidden", "No consent permits you to write this")
             self.write_consents.setdefault(patient, set()).update(permitting)
 
     def consents_for_writes(self, patient: str) -> list[str]:

@@ -16,6 +16,7 @@ from ..fhir.outcome import FhirError
 from ..runtime import Runtime
 from ..store.access import AccessPolicy
 from .audit import AuditTrail
+from .client_ids import ClientIdRule, roles_of
 from .consent import ConsentPolicy
 from .jose import TokenError
 from .oidc import IssuerUnavailable
@@ -76,7 +77,9 @@ async def build_policy(principal: Principal, rt: Runtime, client_address: str | 
     policy; and the audit trail that records what the request touched. Nothing is read here:
     the consent policy reads the caller's consents when the store opens the request's
     transaction (`AccessPolicy.open`)."""
-    policies: list[AccessPolicy] = [ScopePolicy(principal, rt.registry), RecordRules(principal)]
+    policies: list[AccessPolicy] = [
+        ClientIdRule(principal, roles_of(rt.settings.client_ids_for)),
+        ScopePolicy(principal, rt.registry), RecordRules(principal)]
     trail = AuditTrail(principal, client_address=client_address)
     trail.purposes_of = lambda: purpose_of_event(principal)
     if not principal.is_patient and principal.role not in UNRESTRICTED_ROLES:

@@ -302,9 +302,11 @@ class BundleProcessor:
             return found[0].id
         if not isinstance(req.body, dict):
             return None  # the update itself rejects the body
-        if not req.body.get("id"):
-            req.body = {**req.body, "id": str(uuid.uuid4())}
-        return str(req.body["id"])
+        if req.body.get("id"):
+            return str(req.body["id"])
+        # No match and no id: a create under an id the server assigns now, not the client.
+        req.new_id = str(uuid.uuid4())
+        return req.new_id
 
     async def _batch(self, entries: list[dict[str, Any]], access: AccessPolicy,
                      prefer: str | None) -> list[dict[str, Any]]:

@@ -26,7 +26,9 @@ def build(rt: Runtime) -> dict[str, Any]:
             "interaction": [{"code": c} for c in INTERACTIONS],
             "versioning": "versioned-update",
             "readHistory": True,
-            "updateCreate": True,
+            # Clients do not choose ids (`service.access.client_ids`): the few roles the
+            # operator allows are not what a client reading this can count on.
+            "updateCreate": False,
             "conditionalCreate": True,
             "conditionalRead": "modified-since",
             "conditionalUpdate": True,
@@ -54,6 +56,8 @@ def build(rt: Runtime) -> dict[str, Any]:
         "rest": [{
             "mode": "server",
             "security": capability_security(rt.settings),
+            "documentation": "The server assigns the ids of new resources: create with POST "
+                             "(a PUT on an id that is not there, or not yours to see, is 405).",
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"},
                             {"code": "history-system"}, {"code": "search-system"}],

@@ -149,8 +149,10 @@ class Interactions:
             if body_id and await store.exists(req.resource_type, body_id):
                 raise FhirError(409, "conflict",
                                 f"{req.resource_type}/{body_id} exists but does not match the criteria")
+            # Without a body id the server assigns one (in a transaction: the one planned up
+            # front, so references to this entry resolve); a body id is the client's choice.
             stored, created = (await store.update(resource, body_id) if body_id
-                               else (await store.create(resource), True))
+                               else (await store.create(resource, req.new_id), True))
         return self.written(req, stored, 201 if created else 200)
 
     async def patch(self, store: ResourceStore, req: FhirRequest) -> FhirResponse:

@@ -25,6 +25,9 @@ class WriteIntent:
     resource: dict[str, Any] | None
     patients: frozenset[str]
     labels: frozenset[tuple[str, str]]
+    client_id: bool = False
+    """A create under an id the client chose (update as create): whoever may choose ids can
+    tell a taken id from a free one, so policies may reserve it (`service.access.client_ids`)."""
 
 
 class AccessPolicy(Protocol):

@@ -30,6 +30,7 @@ from sqlalchemy import (
     not_,
     select,
     true,
+    tuple_,
     update,
 )
 from sqlalchemy.exc import IntegrityError
@@ -39,7 +40,7 @@ from ..fhir import dates
 from ..fhir.outcome import FhirError, bad_request, not_found
 from . import epochs, inheritance
 from .access import AccessPolicy, WriteIntent
-from .indexer import Indexer, IndexRows, version_facts
+from .indexer import Indexer, IndexRows, parse_reference, version_facts
 from .records import HistoryPage, SearchPage, StoredResource
 from .search import cursor as cursors
 from .search.compiler import Compiler
@@ -202,15 +203,17 @@ class ResourceStore:
         return await self.conn.execute(stmt, dict(self.access.parameters))
 
     # -- writes -------------------------------------------------------------------------
-    async def create(self, resource: dict[str, Any], rid: str | None = None) -> StoredResource:
-        """Store a new resource with a server-assigned id (or `rid`, for update-as-create)."""
+    async def create(self, resource: dict[str, Any], rid: str | None = None,
+                     client_id: bool = False) -> StoredResource:
+        """Store a new resource with a server-assigned id, or `rid`: an id handed out earlier
+        in this transaction, or with `client_id` one the client chose (update as create)."""
         rtype = resource["resourceType"]
         chosen = rid is not None
         rid = rid or str(uuid.uuid4())
         now = dates.utcnow()
         content, rows = await self._prepared(resource, rid, 1, now, set())
         self.access.check_write(WriteIntent("create", rtype, resource, frozenset(rows.patients),
-                                            frozenset(rows.labels)))
+                                            frozenset(rows.labels), client_id=client_id))
         try:
             pk = (
                 await self.conn.execute(
@@ -236,18 +239,24 @@ class ResourceStore:
     async def update(
         self, resource: dict[str, Any], rid: str, if_match: int | None = None
     ) -> tuple[StoredResource, bool]:
-        """Replace the current version; returns (stored, created). 412 on If-Match mismatch."""
+        """Replace the current version; returns (stored, created). 412 on If-Match mismatch.
+
+        An id the caller may not see is answered exactly as a free id (If-Match fails, or
+        update as create with its checks): a different answer would tell that it exists. Only
+        a caller who may choose ids and passes every check of the create learns that the id is
+        taken (409), never whose it is.
+        """
         rtype = resource["resourceType"]
-        existing = await self._locate(rtype, rid)
+        existing = await self._locate(rtype, rid, hidden_as_absent=True)
         if existing is None:
             if if_match is not None:
                 raise FhirError(412, "conflict", f"{rtype}/{rid} does not exist, If-Match fails")
             created = await self._create_if_absent(resource, rid)
             if created is not None:
                 return created, True
-            existing = await self._locate(rtype, rid)
+            existing = await self._locate(rtype, rid, hidden_as_absent=True)
             if existing is None:
-                raise FhirError(409, "conflict", f"{rtype}/{rid} was changed concurrently; retry")
+                raise FhirError(409, "conflict", f"{rtype}/{rid} cannot be created: the id is taken")
         pk, old_version, _deleted = existing
         if if_match is not None and if_match != old_version:
             raise FhirError(412, "conflict",
@@ -292,7 +301,7 @@ class ResourceStore:
         """
         try:
             async with self.conn.begin_nested():
-                return await self.create(resource, rid)
+                return await self.create(resource, rid, client_id=True)
         except FhirError as exc:
             if exc.status == 409 and exc.issues[0].code == "duplicate":
                 return None
@@ -336,8 +345,10 @@ class ResourceStore:
         self.access.seen([gone], wrote=True)
         return gone
 
-    async def _locate(self, rtype: str, rid: str) -> tuple[int, int, bool] | None:
-        """pk, version and deleted flag of a resource the caller may see; None otherwise.
+    async def _locate(self, rtype: str, rid: str,
+                      hidden_as_absent: bool = False) -> tuple[int, int, bool] | None:
+        """pk, version and deleted flag of a resource the caller may see; None when there is
+        none, and for one the caller may not see 404 (or None with `hidden_as_absent`).
 
         The row is locked (PostgreSQL; SQLite writers are serialised by BEGIN IMMEDIATE) so the
         version we compare with If-Match is still current when we write: a concurrent writer
@@ -355,6 +366,8 @@ class ResourceStore:
             return None
         if not row.visible:
             # It exists, but not for this caller: writing over it would be a leak and a loss.
+            if hidden_as_absent:
+                return None
             raise not_found(f"{rtype}/{rid} is not known")
         return int(row.pk), int(row.version_id), bool(row.deleted)
 
@@ -432,6 +445,7 @@ class ResourceStore:
             return content, rows
         self._wrote_inheritor = True
         await self.flush()
+        await self._require_visible_targets(resource, keys, rows)
         patients, labels = await inheritance.inherited(self.conn, (
             (r["target_type"], r["target_id"]) for r in rows.rows.get("reference", [])
             if r["param"] in keys and r["target_type"] and r["target_id"]))
@@ -439,6 +453,40 @@ class ResourceStore:
             content, rows = self._prepare(resource, rid, version, now, old_labels | labels)
         rows.patients.update(patients)
         return content, rows
+
+    async def _require_visible_targets(self, resource: dict[str, Any], keys: tuple[str, ...],
+                                       rows: IndexRows) -> None:
+        """What an inheriting resource (a Provenance) is about must be there for the caller to
+        see: it takes its record and labels from its targets, so a target the caller may not
+        see would otherwise be answered by that record's consent (and name its patient), and a
+        free id differently again. One answer for both, naming the reference as written. The
+        operator sees everything, so nothing is hidden from them: their Provenances may still
+        come before their targets (`inheritance.propagate`)."""
+        predicate = self.access.visible(R.c.pk, R.c.resource_type)
+        if predicate is None:
+            return
+        wanted = {(r["target_type"], r["target_id"]) for r in rows.rows.get("reference", [])
+                  if r["param"] in keys and r["target_type"] and r["target_id"]}
+        found: set[tuple[str, str]] = set()
+        if wanted:
+            stmt = select(R.c.resource_type, R.c.id).where(
+                tuple_(R.c.resource_type, R.c.id).in_(sorted(wanted))).where(predicate)
+            found = {(r.resource_type, r.id) for r in await self._query(stmt)}
+        rtype = resource["resourceType"]
+        for key in keys:
+            element = key.split(".", 1)[1]
+            values = resource.get(element)
+            for i, value in enumerate(values if isinstance(values, list) else [values]):
+                reference = value.get("reference") if isinstance(value, dict) else None
+                if not isinstance(reference, str) or not reference:
+                    continue
+                ttype, tid, _url = parse_reference(reference, self.config.base_url)
+                if ttype is None or tid is None or (ttype, tid) in found:
+                    continue  # another server's, contained, or there to see
+                raise FhirError(422, "not-found",
+                                f"{rtype}.{element}[{i}]: {reference} is not known; a {rtype} "
+                                "must be about resources you can see",
+                                expression=[f"{rtype}.{element}[{i}]"])
 
     async def _labels(self, pk: int) -> set[tuple[str, str]]:
         await self.flush()
