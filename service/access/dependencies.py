@@ -17,6 +17,7 @@ from ..runtime import Runtime
 from ..store.access import AccessPolicy
 from .audit import AuditTrail
 from .consent import ConsentPolicy
+from .identity import IdentityRules
 from .jose import TokenError
 from .oidc import IssuerUnavailable
 from .policy import Policies, RecordRules, ScopePolicy
@@ -84,7 +85,9 @@ async def build_policy(principal: Principal, rt: Runtime, client_address: str | 
         trail.consent_lookup = consent.consent_ids
         trail.write_consent_lookup = consent.consents_for_writes
         trail.purposes_of = lambda: purpose_of_event(principal, consent.represents is not None)
-        policies.append(consent)
+        policies.extend([IdentityRules(principal, consent), consent])
+    else:
+        policies.append(IdentityRules(principal))
     return Policies(all_of=policies, trail=trail)
 
 

@@ -44,8 +44,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..store.tables import ChangeEpoch, IdxReference, IdxToken, Resource
 from .predicates import epoch_of
-from .principal import Principal
-from .provisions import ConsentCache, ConsentDoc, read_consent
+from .principal import Principal, known_roles
+from .provisions import PROFESSIONAL_ROLES, ConsentCache, ConsentDoc, read_consent, rules
+
+UNKNOWN_ROLE = "unknown"
+"""The `roles` entry of `profiles/rules/access-rules.json` for a role no one defined."""
 
 RES = Resource.__table__
 REF = IdxReference.__table__
@@ -145,15 +148,18 @@ def _row(kind: str, a: Any = None, b: Any = None, pk: Any = None, version: Any =
 @lru_cache(maxsize=1)
 def statement() -> CompoundSelect[Any]:
     """The caller's world in one query (built once; the values are bound per request)."""
+    mine = (RES.c.id == bindparam("role_id", type_=String)) | RES.c.pk.in_(
+        select(REF.c.resource_pk).where(
+            REF.c.param == "PractitionerRole.practitioner",
+            REF.c.target_type == "Practitioner",
+            REF.c.target_id == bindparam("practitioner_id", type_=String)))
     roles = select(RES.c.pk, RES.c.id).where(
-        _current("PractitionerRole"),
-        (RES.c.id == bindparam("role_id", type_=String)) | RES.c.pk.in_(
-            select(REF.c.resource_pk).where(
-                REF.c.param == "PractitionerRole.practitioner",
-                REF.c.target_type == "Practitioner",
-                REF.c.target_id == bindparam("practitioner_id", type_=String))),
+        _current("PractitionerRole"), mine,
         _with_token("PractitionerRole.active", "false", negate=True),
     ).cte("caller_roles")
+    # Every PractitionerRole of the caller, active or not: a restricting role code holds even
+    # when its role was deactivated or ended (`restricting_roles`).
+    held = select(RES.c.pk).where(_current("PractitionerRole"), mine).cte("caller_held_roles")
     own = union_all(
         select(bindparam("user_type", type_=String).label("rtype"),
                bindparam("user_id", type_=String).label("rid")),
@@ -183,6 +189,8 @@ def statement() -> CompoundSelect[Any]:
     consent_rows = select(*_row("consent", pk=consents.c.pk, version=consents.c.version_id))
     role_codes = select(*_row("role", TOKEN.c.system, TOKEN.c.code)).where(
         TOKEN.c.resource_pk.in_(select(roles.c.pk)), TOKEN.c.param == "PractitionerRole.role")
+    held_codes = select(*_row("held", TOKEN.c.system, TOKEN.c.code)).where(
+        TOKEN.c.resource_pk.in_(select(held.c.pk)), TOKEN.c.param == "PractitionerRole.role")
     related = select(*_row("related", pk=RES.c.pk, version=RES.c.version_id,
                            content=RES.c.content)).where(
         _current("RelatedPerson"), RES.c.id == bindparam("related_id", type_=String))
@@ -192,9 +200,24 @@ def statement() -> CompoundSelect[Any]:
         select(*_row("ref", refs.c.rtype, refs.c.rid)),
         epochs,
         role_codes,
+        held_codes,
         consent_rows,
         related,
     )
+
+
+def known_role(role: str) -> str:
+    """The role as the access rules treat it: a role neither the base roles nor the
+    professional-role CodeSystem define is `unknown`, which gets the most restrictive rules."""
+    return role if role in known_roles() else UNKNOWN_ROLE
+
+
+@lru_cache(maxsize=1)
+def restricting_roles() -> frozenset[str]:
+    """Roles with a rule that restricts (`never`, `explicitOnly`): they count from every
+    PractitionerRole of the caller, active or not, so deactivating one never lifts them."""
+    return frozenset(r for r, rule in rules()["roles"].items()
+                     if rule.get("never") or rule.get("explicitOnly"))
 
 
 def _split(reference: str | None, *types: str) -> tuple[str, str]:
@@ -240,7 +263,7 @@ async def _resolve(conn: AsyncConnection, principal: Principal, cache: ConsentCa
         "related_id": user_id if user_type == "RelatedPerson" else NONE,
     }
     references: set[str] = set()
-    roles: set[str] = {principal.role} if principal.role else set()
+    roles: set[str] = {known_role(principal.role)} if principal.role else set()
     related: tuple[int, int, str] | None = None
     wanted: list[tuple[int, int]] = []
     epoch = 0
@@ -251,8 +274,10 @@ async def _resolve(conn: AsyncConnection, principal: Principal, cache: ConsentCa
             wanted.append((pk, version))
         elif kind == "ref" and a and b:
             references.add(f"{a}/{b}")
-        elif kind == "role" and b:
-            roles.add(b)
+        elif kind in ("role", "held") and b and a == PROFESSIONAL_ROLES:
+            role = known_role(b)
+            if kind == "role" or role in restricting_roles():
+                roles.add(role)
         elif kind == "related" and content:
             related = (pk, version, content)
     wanted = sorted(set(wanted))

@@ -25,6 +25,11 @@ class WriteIntent:
     resource: dict[str, Any] | None
     patients: frozenset[str]
     labels: frozenset[tuple[str, str]]
+    previous: dict[str, Any] | None = None
+    """The current content an update or delete replaces (None for a create, or when it was
+    deleted): a policy judges both, so that re-pointing someone else's resource is caught."""
+    previous_patients: frozenset[str] = frozenset()
+    """The records the replaced content belongs to."""
 
 
 class AccessPolicy(Protocol):
