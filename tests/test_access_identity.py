@@ -17,7 +17,7 @@ from service.config import Settings
 
 from .auth_helpers import auth, token
 from .consent_helpers import PROFESSIONAL_ROLE, grant, permit
-from .consent_world import Record, patient_headers, post
+from .consent_world import Record, build_record, patient_headers, post
 from .helpers import FHIR_JSON, TAG_SYSTEM, create, tagged
 
 ROLE_CODE = "http://terminology.hl7.org/CodeSystem/v3-RoleCode"
@@ -306,3 +306,26 @@ def test_only_the_patient_or_the_operator_appoints_a_representative(
     refused(post(anon, "RelatedPerson", guardian(record.patient, tag, "HPOWATT"), representative))
     refused(put(anon, f"RelatedPerson/{by_operator.json()['id']}",
                 {**by_operator.json(), "active": False}, headers))
+
+
+def test_a_team_in_a_patients_record_names_its_members_for_that_patient_only(
+        client: TestClient, anon: TestClient, settings: Settings, record: Record, tag: str) -> None:
+    """A patient writes their own work team; it cannot make anyone a member of a team another
+    patient's consent names (an id they chose, a team that was deleted)."""
+    other = build_record(client, f"{tag}-q", f"Other{tag}")
+    x = practitioner(client, tag, "Vriend")
+    headers = as_user(settings, f"Practitioner/{x}", "general-practitioner")
+    team_id = f"{tag}-team"
+    grant(client, record.patient, [permit(f"CareTeam/{team_id}")], f"{tag}-c")
+    theirs = patient_headers(settings, other.patient)["patient"]
+    made = put(anon, f"CareTeam/{team_id}", world({
+        "resourceType": "CareTeam", "status": "active",
+        "subject": {"reference": f"Patient/{other.patient}"},
+        "participant": [{"member": {"reference": f"Practitioner/{x}"}}]}, tag), theirs)
+    assert made.status_code == 201, made.text
+    assert visible(anon, headers, record) == 0
+    # For the record it is in, the team does name its members.
+    grant(client, other.patient, [permit(f"CareTeam/{team_id}", labels=["work-context"])],
+          f"{tag}-c")
+    assert anon.get(f"/fhir/{other.ref('work-context')}", headers=headers).status_code == 200
+    assert visible(anon, headers, record) == 0
