@@ -329,3 +329,28 @@ def test_a_team_in_a_patients_record_names_its_members_for_that_patient_only(
           f"{tag}-c")
     assert anon.get(f"/fhir/{other.ref('work-context')}", headers=headers).status_code == 200
     assert visible(anon, headers, record) == 0
+
+
+def test_the_patient_keeps_their_own_team_and_an_admin_their_departments(
+        client: TestClient, anon: TestClient, settings: Settings, record: Record, tag: str) -> None:
+    """What the rule leaves to those entitled: the patient re-creates a team of theirs that
+    was deleted; an administrator adds a department to their organisation, not elsewhere."""
+    mine = patient_headers(settings, record.patient)["patient"]
+    team_id = f"{tag}-own"
+    body = world({"resourceType": "CareTeam", "status": "active",
+                  "subject": {"reference": f"Patient/{record.patient}"}}, tag)
+    assert put(anon, f"CareTeam/{team_id}", body, mine).status_code == 201
+    assert anon.delete(f"/fhir/CareTeam/{team_id}", headers=mine).status_code in (200, 204)
+    again = put(anon, f"CareTeam/{team_id}", body, mine)
+    assert again.status_code in (200, 201), again.text
+
+    arbo = organization(client, tag, "Arbodienst")
+    elsewhere = organization(client, tag, "Andere dienst")
+    headers = admin_headers(settings, f"Practitioner/{practitioner(client, tag, 'Beheerder')}", arbo)
+    department = world({"resourceType": "Organization", "name": "Team Noord",
+                        "partOf": {"reference": f"Organization/{arbo}"}}, tag)
+    assert post(anon, "Organization", department, headers).status_code == 201
+    refused(post(anon, "Organization", {**department, "partOf": {
+        "reference": f"Organization/{elsewhere}"}}, headers))
+    own = client.get(f"/fhir/Organization/{arbo}").json()
+    refused(put(anon, f"Organization/{arbo}", {**own, "name": "Hernoemd"}, headers))

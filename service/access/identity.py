@@ -76,9 +76,11 @@ class IdentityRules(PolicyBase):
         if rule is None:
             return
         for content, patients in self._versions(intent):
+            if content is None and not patients:
+                continue  # the replaced version was deleted: nothing of anyone's to protect
             if patients:
                 self._in_record(rule, intent.resource_type, patients)
-            else:
+            elif content is not None:
                 self._of_organization(rule, intent.resource_type, content)
 
     # -- helpers ----------------------------------------------------------------------------
@@ -115,16 +117,13 @@ class IdentityRules(PolicyBase):
             raise forbidden(f"A {rtype} in a patient's record is written by that patient only")
         raise forbidden(f"Only the operator may write a {rtype} in a patient's record")
 
-    def _of_organization(self, rule: dict[str, Any], rtype: str,
-                         content: dict[str, Any] | None) -> None:
+    def _of_organization(self, rule: dict[str, Any], rtype: str, content: dict[str, Any]) -> None:
         """An organisation administrator: the resource belongs to their organisation (old and
         new content) and names neither them nor their own role."""
         settings = rules()["identity"]
         own = self.principal.organization
         if self.principal.role != settings["adminRole"] or own is None:
             raise forbidden(f"Only the operator or the organisation's administrator may write {rtype}")
-        if content is None:
-            return  # the replaced version was deleted: nothing of anyone's to protect
         owners = references_at(content, rule["organization"])
         if not owners or any(o != own for o in owners):
             raise forbidden(f"This {rtype} does not belong to {own}")
