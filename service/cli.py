@@ -88,7 +88,7 @@ def cmd_dev_token(args: argparse.Namespace) -> int:
     if refused is not None:
         return refused
     from .access.issuer import mint_dev_token
-    from .access.principal import FHIR_USER_RE, known_roles
+    from .access.principal import FHIR_USER_RE, ORGANIZATION_RE, known_roles
     from .access.scopes import parse_scopes
 
     if args.fhir_user and not FHIR_USER_RE.match(args.fhir_user):
@@ -96,6 +96,9 @@ def cmd_dev_token(args: argparse.Namespace) -> int:
         return 2
     if args.role and args.role not in known_roles():
         print(f"pgo-work dev-token: --role must be one of {', '.join(known_roles())}", file=sys.stderr)
+        return 2
+    if args.organization and not ORGANIZATION_RE.match(args.organization):
+        print("pgo-work dev-token: --organization must look like Organization/123", file=sys.stderr)
         return 2
     scopes = parse_scopes(args.scope)
     if scopes.unknown or not scopes.resources:
@@ -105,7 +108,7 @@ def cmd_dev_token(args: argparse.Namespace) -> int:
     _migrate()
     token = asyncio.run(mint_dev_token(get_settings(), scope=args.scope, fhir_user=args.fhir_user,
                                        patient=args.patient, role=args.role, minutes=args.minutes,
-                                       purpose=args.purpose))
+                                       purpose=args.purpose, organization=args.organization))
     print(token)
     return 0
 
@@ -252,6 +255,8 @@ def _identity_commands(sub: Any) -> None:
     dev.add_argument("--purpose", action="append",
                      help="purpose_of_use claim: a v3-ActReason code or system|code (repeatable); "
                           "without it the role's default purpose applies")
+    dev.add_argument("--organization",
+                     help="organization claim of an organization-admin, e.g. Organization/arbodienst")
     dev.set_defaults(fn=cmd_dev_token)
 
     acc = sub.add_parser("add-account", help="create a login account at the built-in server")

@@ -58,7 +58,7 @@ class ConsentPolicy(PolicyBase):
     async def open(self, conn: AsyncConnection, snapshot: bool = True) -> None:
         found = await resolve(conn, self.principal, self.cache)
         self.caller = Caller(frozenset(found.references), frozenset(found.roles),
-                             self.caller.purposes)
+                             self.caller.purposes, found.scoped)
         now = dates.utcnow()
         self.represents = represented_patient(self.principal, found.related_person, now)
         if self.represents is not None:

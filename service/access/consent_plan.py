@@ -114,7 +114,9 @@ def read_plan(caller: Caller, consents: list[ConsentRule],
         grants[key] = P.any_of(*parts)
     granting = {k: g for k, g in grants.items() if g != P.FALSE}
     largest = max(granting, key=lambda k: len(groups[k]), default=None)
-    live = largest is not None and len(groups[largest]) >= LIVE_FROM
+    # The live lookup finds patients by the caller's references alone; a team in one record
+    # names the caller for that record only, which it cannot tell: then every group is listed.
+    live = not caller.scoped and largest is not None and len(groups[largest]) >= LIVE_FROM
     terms: list[P.Plan] = []
     values: dict[str, Strings] = {}
     for key in sorted(granting, key=repr):

@@ -18,6 +18,7 @@ from ..store.access import AccessPolicy
 from .audit import AuditTrail
 from .client_ids import ClientIdRule, roles_of
 from .consent import ConsentPolicy
+from .identity import IdentityRules
 from .jose import TokenError
 from .oidc import IssuerUnavailable
 from .policy import Policies, RecordRules, ScopePolicy
@@ -87,7 +88,9 @@ async def build_policy(principal: Principal, rt: Runtime, client_address: str | 
         trail.consent_lookup = consent.consent_ids
         trail.write_consent_lookup = consent.consents_for_writes
         trail.purposes_of = lambda: purpose_of_event(principal, consent.represents is not None)
-        policies.append(consent)
+        policies.extend([IdentityRules(principal, consent), consent])
+    else:
+        policies.append(IdentityRules(principal))
     return Policies(all_of=policies, trail=trail)
 
 

@@ -24,7 +24,8 @@ async def issue_access_token(conn: AsyncConnection, settings: Settings, *, subje
                              client_id: str, fhir_user: str | None = None, role: str | None = None,
                              patient: str | None = None, grant_id: str | None = None,
                              lifetime_seconds: int | None = None,
-                             purpose: list[str] | None = None) -> tuple[str, int]:
+                             purpose: list[str] | None = None,
+                             organization: str | None = None) -> tuple[str, int]:
     """(JWT, lifetime in seconds), signed by the newest key. `conn` must be writing (the first
     key is generated on first use)."""
     key, alg = await signing_key(conn)
@@ -45,6 +46,8 @@ async def issue_access_token(conn: AsyncConnection, settings: Settings, *, subje
         claims["sid"] = grant_id
     if purpose:
         claims["purpose_of_use"] = purpose
+    if organization:
+        claims["organization"] = organization
     return sign(claims, key, alg, typ="at+jwt"), lifetime
 
 
@@ -65,7 +68,7 @@ async def issue_id_token(conn: AsyncConnection, settings: Settings, *, subject: 
 async def mint_dev_token(settings: Settings, *, scope: str, fhir_user: str | None = None,
                          patient: str | None = None, role: str | None = None, minutes: int = 60,
                          subject: str | None = None, client_id: str = "pgo-work-cli",
-                         purpose: list[str] | None = None) -> str:
+                         purpose: list[str] | None = None, organization: str | None = None) -> str:
     """A token the server (built-in issuer) accepts, signed with its database key."""
     from ..store.database import create_engine
 
@@ -78,7 +81,7 @@ async def mint_dev_token(settings: Settings, *, scope: str, fhir_user: str | Non
             token, _ = await issue_access_token(
                 conn, settings, subject=subject or fhir_user or client_id, scope=scope,
                 client_id=client_id, fhir_user=fhir_user, role=role, patient=patient,
-                lifetime_seconds=minutes * 60, purpose=purpose)
+                lifetime_seconds=minutes * 60, purpose=purpose, organization=organization)
     finally:
         await engine.dispose()
     return token

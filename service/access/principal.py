@@ -13,10 +13,13 @@ from ..config import PROJECT_ROOT
 from .purpose import claimed_purposes
 from .scopes import ScopeSet, parse_scopes
 
-BASE_ROLES = ("patient", "representative", "practitioner", "employer", "ehr-system", "service")
+BASE_ROLES = ("patient", "representative", "practitioner", "employer", "ehr-system", "service",
+              "organization-admin")
 """Roles of the `role` claim besides the professional roles: the patient, a patient's
-representative, a generic professional, the employer, a backend system (EHR), and `service`
-(operators' own tooling, e.g. the test suite's system token)."""
+representative, a generic professional, the employer, a backend system (EHR), `service`
+(operators' own tooling, e.g. the test suite's system token) and `organization-admin` (who
+maintains one organisation's PractitionerRoles and teams; the organisation is the token's
+`organization` claim)."""
 PROFESSIONAL_ROLES = PROJECT_ROOT / "profiles" / "work" / "CodeSystem-professional-role.json"
 
 
@@ -33,6 +36,7 @@ def known_roles() -> tuple[str, ...]:
 
 FHIR_USER_RE = re.compile(r"^(Patient|Practitioner|PractitionerRole|RelatedPerson)/[A-Za-z0-9\-.]{1,64}$")
 """Whom a `fhirUser` may name: a patient, a professional, or a patient's representative."""
+ORGANIZATION_RE = re.compile(r"^Organization/[A-Za-z0-9\-.]{1,64}$")
 
 
 @dataclass(frozen=True)
@@ -54,6 +58,9 @@ class Principal:
     expires_at: int | None = None
     purposes: tuple[tuple[str | None, str], ...] = ()
     """Purpose of use the token states (`purpose_of_use` claim); empty: the role's default."""
+    organization: str | None = None
+    """`Organization/<id>` an `organization-admin` administers (the `organization` claim, set
+    by the account or the issuer: nothing the admin can write through the API)."""
 
     @property
     def is_patient(self) -> bool:
@@ -109,4 +116,14 @@ def principal_from_claims(claims: dict[str, Any], base_url: str) -> Principal:
         grant_id=claims.get("sid") if isinstance(claims.get("sid"), str) else None,
         expires_at=int(exp) if isinstance(exp, int | float) else None,
         purposes=claimed_purposes(claims),
+        organization=_organization(claims.get("organization"), base_url),
     )
+
+
+def _organization(value: Any, base_url: str) -> str | None:
+    """The `organization` claim as a relative `Organization/<id>`, or None."""
+    if not isinstance(value, str):
+        return None
+    base = base_url.rstrip("/") + "/"
+    value = value[len(base):] if value.startswith(base) else value
+    return value if ORGANIZATION_RE.match(value) else None

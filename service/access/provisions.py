@@ -46,6 +46,16 @@ class Caller:
     """Role codes: the token's role claim and the codes of the caller's PractitionerRoles."""
     purposes: frozenset[Coding] = frozenset()
     """The request's purpose of use (system, code); empty when it is not known."""
+    scoped: frozenset[tuple[str, str]] = frozenset()
+    """(patient, reference): references that name the caller in that patient's consents only
+    (a CareTeam in that patient's record)."""
+
+    def for_patient(self, patient: str) -> Caller:
+        """The caller as that patient's consents see them."""
+        if not self.scoped:
+            return self
+        extra = {ref for p, ref in self.scoped if p == patient}
+        return Caller(self.references | extra, self.roles, self.purposes)
 
     @property
     def rule_roles(self) -> list[dict[str, Any]]:
@@ -284,7 +294,7 @@ def judge(doc: ConsentDoc, caller: Caller, now: datetime) -> ConsentRule:
     memo = doc.judged.get(caller)
     if memo is not None and memo[0] <= now < memo[1]:
         return memo[2]
-    root = _judge(doc.id, doc.root, caller, now, True, False)
+    root = _judge(doc.id, doc.root, caller.for_patient(doc.patient), now, True, False)
     rule = ConsentRule(doc.id, doc.patient, root, signature(root),
                        grants_something(root, "read"), grants_something(root, "write"))
     low = max((b for b in doc.boundaries if b <= now), default=dates.MIN_DT)

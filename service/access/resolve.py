@@ -42,13 +42,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..store.tables import ChangeEpoch, IdxReference, IdxToken, Resource
+from ..store.tables import ChangeEpoch, Compartment, IdxReference, IdxToken, Resource
 from .predicates import epoch_of
-from .principal import Principal
-from .provisions import ConsentCache, ConsentDoc, read_consent
+from .principal import Principal, known_roles
+from .provisions import PROFESSIONAL_ROLES, ConsentCache, ConsentDoc, read_consent, rules
+
+UNKNOWN_ROLE = "unknown"
+"""The `roles` entry of `profiles/rules/access-rules.json` for a role no one defined."""
 
 RES = Resource.__table__
 REF = IdxReference.__table__
+COMP = Compartment.__table__
 TOKEN = IdxToken.__table__
 NONE = ""
 """Bound where the caller has no such reference: no stored resource has an empty type or id."""
@@ -96,6 +100,14 @@ class Resolution:
     patients: frozenset[str] = frozenset()
     """Whose active Consents name the caller, whether or not they read as patient-privacy
     consents: what `predicates.live_patients` finds."""
+    scoped: frozenset[tuple[str, str]] = frozenset()
+    """(patient, CareTeam/<id>): a team in that patient's record the caller takes part in,
+    which names them for that patient's consents only."""
+
+    @property
+    def watched(self) -> list[str]:
+        """Every reference whose change epoch the resolution holds by."""
+        return sorted(self.references | {ref for _, ref in self.scoped})
     standings: dict[Any, Any] = field(default_factory=dict, hash=False, compare=False, repr=False)
     """What the consents say to the caller, per purpose of use (`consent.standing`)."""
 
@@ -145,15 +157,18 @@ def _row(kind: str, a: Any = None, b: Any = None, pk: Any = None, version: Any =
 @lru_cache(maxsize=1)
 def statement() -> CompoundSelect[Any]:
     """The caller's world in one query (built once; the values are bound per request)."""
+    mine = (RES.c.id == bindparam("role_id", type_=String)) | RES.c.pk.in_(
+        select(REF.c.resource_pk).where(
+            REF.c.param == "PractitionerRole.practitioner",
+            REF.c.target_type == "Practitioner",
+            REF.c.target_id == bindparam("practitioner_id", type_=String)))
     roles = select(RES.c.pk, RES.c.id).where(
-        _current("PractitionerRole"),
-        (RES.c.id == bindparam("role_id", type_=String)) | RES.c.pk.in_(
-            select(REF.c.resource_pk).where(
-                REF.c.param == "PractitionerRole.practitioner",
-                REF.c.target_type == "Practitioner",
-                REF.c.target_id == bindparam("practitioner_id", type_=String))),
+        _current("PractitionerRole"), mine,
         _with_token("PractitionerRole.active", "false", negate=True),
     ).cte("caller_roles")
+    # Every PractitionerRole of the caller, active or not: a restricting role code holds even
+    # when its role was deactivated or ended (`restricting_roles`).
+    held = select(RES.c.pk).where(_current("PractitionerRole"), mine).cte("caller_held_roles")
     own = union_all(
         select(bindparam("user_type", type_=String).label("rtype"),
                bindparam("user_id", type_=String).label("rid")),
@@ -171,30 +186,62 @@ def statement() -> CompoundSelect[Any]:
             REF.c.param == "CareTeam.participant",
             tuple_(REF.c.target_type, REF.c.target_id).in_(select(own.c.rtype, own.c.rid)))),
     ).cte("caller_teams")
+    # A team in a patient's record (the work CareTeam the patient keeps) names its members for
+    # that patient's consents only: whoever wrote it there speaks for that record, no other.
+    record_teams = select(teams.c.id, COMP.c.patient_id).where(
+        COMP.c.resource_pk == teams.c.pk).cte("caller_record_teams")
     refs = union_all(select(own.c.rtype, own.c.rid),
-                     select(literal("CareTeam", String), teams.c.id)).cte("caller_refs")
+                     select(literal("CareTeam", String), teams.c.id).where(
+                         teams.c.pk.notin_(select(COMP.c.resource_pk)))).cte("caller_refs")
+    actor, of = REF.alias("team_actor"), REF.alias("team_consent_patient")
+    by_record_team = select(actor.c.resource_pk).join(
+        record_teams, (actor.c.target_type == "CareTeam") & (actor.c.target_id == record_teams.c.id)
+    ).join(of, (of.c.resource_pk == actor.c.resource_pk) & (of.c.param == "Consent.patient")
+           & (of.c.target_type == "Patient") & (of.c.target_id == record_teams.c.patient_id)
+           ).where(actor.c.param == "Consent.any-actor")
     consents = select(RES.c.pk, RES.c.version_id).where(
         _current("Consent"),
         _with_token("Consent.status", "active"),
         RES.c.pk.in_(select(REF.c.resource_pk).where(
             REF.c.param == "Consent.any-actor",
-            tuple_(REF.c.target_type, REF.c.target_id).in_(select(refs.c.rtype, refs.c.rid)))),
+            tuple_(REF.c.target_type, REF.c.target_id).in_(select(refs.c.rtype, refs.c.rid))))
+        | RES.c.pk.in_(by_record_team),
     ).cte("caller_consents")
     consent_rows = select(*_row("consent", pk=consents.c.pk, version=consents.c.version_id))
     role_codes = select(*_row("role", TOKEN.c.system, TOKEN.c.code)).where(
         TOKEN.c.resource_pk.in_(select(roles.c.pk)), TOKEN.c.param == "PractitionerRole.role")
+    held_codes = select(*_row("held", TOKEN.c.system, TOKEN.c.code)).where(
+        TOKEN.c.resource_pk.in_(select(held.c.pk)), TOKEN.c.param == "PractitionerRole.role")
     related = select(*_row("related", pk=RES.c.pk, version=RES.c.version_id,
                            content=RES.c.content)).where(
         _current("RelatedPerson"), RES.c.id == bindparam("related_id", type_=String))
     epochs = select(*_row("epoch", pk=cast(func.coalesce(func.sum(EPOCH.c.value), 0), BigInteger))
-                    ).where(EPOCH.c.ref.in_(select(refs.c.rtype + "/" + refs.c.rid)))
+                    ).where(EPOCH.c.ref.in_(union_all(
+                        select(refs.c.rtype + "/" + refs.c.rid),
+                        select(literal("CareTeam/", String) + record_teams.c.id))))
     return union_all(
         select(*_row("ref", refs.c.rtype, refs.c.rid)),
+        select(*_row("scoped", record_teams.c.id, record_teams.c.patient_id)),
         epochs,
         role_codes,
+        held_codes,
         consent_rows,
         related,
     )
+
+
+def known_role(role: str) -> str:
+    """The role as the access rules treat it: a role neither the base roles nor the
+    professional-role CodeSystem define is `unknown`, which gets the most restrictive rules."""
+    return role if role in known_roles() else UNKNOWN_ROLE
+
+
+@lru_cache(maxsize=1)
+def restricting_roles() -> frozenset[str]:
+    """Roles with a rule that restricts (`never`, `explicitOnly`): they count from every
+    PractitionerRole of the caller, active or not, so deactivating one never lifts them."""
+    return frozenset(r for r, rule in rules()["roles"].items()
+                     if rule.get("never") or rule.get("explicitOnly"))
 
 
 def _split(reference: str | None, *types: str) -> tuple[str, str]:
@@ -211,7 +258,7 @@ async def resolve(conn: AsyncConnection, principal: Principal, cache: AccessCach
     known = cache.caller(key)
     dialect = conn.dialect.name
     if known is not None:
-        found = await conn.execute(_epoch_read(dialect), {REFS: sorted(known.references)})
+        found = await conn.execute(_epoch_read(dialect), {REFS: known.watched})
         if int(found.scalar_one()) == known.epoch:
             return known
         if dialect == "postgresql":  # the resolution itself wants a plan for its values
@@ -240,7 +287,8 @@ async def _resolve(conn: AsyncConnection, principal: Principal, cache: ConsentCa
         "related_id": user_id if user_type == "RelatedPerson" else NONE,
     }
     references: set[str] = set()
-    roles: set[str] = {principal.role} if principal.role else set()
+    scoped: set[tuple[str, str]] = set()
+    roles: set[str] = {known_role(principal.role)} if principal.role else set()
     related: tuple[int, int, str] | None = None
     wanted: list[tuple[int, int]] = []
     epoch = 0
@@ -251,20 +299,25 @@ async def _resolve(conn: AsyncConnection, principal: Principal, cache: ConsentCa
             wanted.append((pk, version))
         elif kind == "ref" and a and b:
             references.add(f"{a}/{b}")
-        elif kind == "role" and b:
-            roles.add(b)
+        elif kind == "scoped" and a and b:
+            scoped.add((b, f"CareTeam/{a}"))
+        elif kind in ("role", "held") and b and a == PROFESSIONAL_ROLES:
+            role = known_role(b)
+            if kind == "role" or role in restricting_roles():
+                roles.add(role)
         elif kind == "related" and content:
             related = (pk, version, content)
     wanted = sorted(set(wanted))
     versions = tuple(wanted) + ((related[0], related[1]),) if related else tuple(wanted)
     if (previous is not None and previous.versions == versions
-            and previous.references == references and previous.roles == roles):
+            and previous.references == references and previous.roles == roles
+            and previous.scoped == scoped):
         return replace(previous, epoch=epoch)  # what was judged from it stands
     consents, unread = await _consents(conn, wanted, cache)
     patients = {doc.patient for doc in consents} | await _patients_of(conn, unread)
     return Resolution(frozenset(references), frozenset(roles), tuple(consents),
                       orjson.loads(related[2]) if related else None, versions, epoch,
-                      frozenset(patients))
+                      frozenset(patients), frozenset(scoped))
 
 
 async def _patients_of(conn: AsyncConnection, consents: list[int]) -> set[str]:

@@ -28,6 +28,11 @@ class WriteIntent:
     client_id: bool = False
     """A create under an id the client chose (update as create): whoever may choose ids can
     tell a taken id from a free one, so policies may reserve it (`service.access.client_ids`)."""
+    previous: dict[str, Any] | None = None
+    """The current content an update or delete replaces (None for a create, or when it was
+    deleted): a policy judges both, so that re-pointing someone else's resource is caught."""
+    previous_patients: frozenset[str] = frozenset()
+    """The records the replaced content belongs to."""
 
 
 class AccessPolicy(Protocol):

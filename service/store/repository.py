@@ -271,7 +271,9 @@ class ResourceStore:
                             f"{rtype}/{rid} belongs to another patient's record and cannot be moved",
                             expression=[f"{rtype}.subject"])
         self.access.check_write(WriteIntent("update", rtype, resource, frozenset(rows.patients),
-                                            frozenset(rows.labels | old_labels)))
+                                            frozenset(rows.labels | old_labels),
+                                            previous=await self._content(pk),
+                                            previous_patients=frozenset(old_patients)))
         result = await self.conn.execute(
             update(RES)
             .where(RES.c.pk == pk, RES.c.version_id == old_version)
@@ -326,7 +328,8 @@ class ResourceStore:
         labels = await self._labels(pk)
         patients = await self._patients(pk)
         self.access.check_write(WriteIntent("delete", resource_type, None, frozenset(patients),
-                                            frozenset(labels)))
+                                            frozenset(labels), previous=await self._content(pk),
+                                            previous_patients=frozenset(patients)))
         now = dates.utcnow()
         version = old_version + 1
         result = await self.conn.execute(
@@ -493,6 +496,14 @@ class ResourceStore:
         rows = await self.conn.execute(select(LABEL.c.system, LABEL.c.code).where(
             LABEL.c.resource_pk == pk))
         return {(r.system, r.code) for r in rows}
+
+    async def _content(self, pk: int) -> dict[str, Any] | None:
+        """The current content of a resource about to be replaced (None when deleted), for the
+        access policy to judge what a write changes, not only what it leaves."""
+        await self.flush()
+        content = (await self.conn.execute(select(R.c.content).where(R.c.pk == pk))).scalar()
+        loaded: dict[str, Any] | None = orjson.loads(content) if content else None
+        return loaded
 
     async def _patients(self, pk: int) -> set[str]:
         await self.flush()
