@@ -320,8 +320,8 @@ def test_configured_roles_may_choose_ids(settings: Settings, world: World) -> No
     with TestClient(create_app(opened), base_url="http://testserver") as ehr:
         headers = {**FHIR_JSON, "Accept": "application/fhir+json", **world.headers["ehr-system"]}
         rid = f"ehr-{uuid.uuid4()}"
-        own = ehr.put(f"/fhir/Organization/{rid}", json={
-            "resourceType": "Organization", "id": rid, "name": "Ziekenhuis"}, headers=headers)
+        own = ehr.put(f"/fhir/Questionnaire/{rid}", json={
+            "resourceType": "Questionnaire", "id": rid, "status": "draft"}, headers=headers)
         assert own.status_code == 201, own.text
         free = f"nx-{uuid.uuid4()}"
         body = condition("oracles", world.ids["patient"])
