@@ -31,6 +31,13 @@ class Settings(BaseSettings):
     max_bundle_entries: int = 1000
     max_include_results: int = 1000
     db_pool_size: int = 10
+    db_connect_timeout_seconds: float = 5.0
+    """How long opening a database connection may take (PostgreSQL) before the request gets 503."""
+    db_command_timeout_seconds: float = 60.0
+    """Client-side bound on one database command (PostgreSQL), so no request hangs on a
+    database that stopped answering."""
+    retry_after_seconds: int = 5
+    """`Retry-After` of the 503 answered while the database is unavailable."""
     sql_echo: bool = False
 
     # -- identity and tokens ----------------------------------------------------------------
