@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     database that stopped answering."""
     retry_after_seconds: int = 5
     """`Retry-After` of the 503 answered while the database is unavailable."""
+    header_timeout_seconds: float = 10.0
+    """`pgo-work serve`: a request line and headers must arrive within this time."""
+    body_timeout_seconds: float = 60.0
+    """`pgo-work serve`: a request body must arrive within this time of its headers."""
+    max_connections: int = 500
+    """`pgo-work serve`: open connections per worker process (kept below its file limit);
+    more are answered 503 and closed."""
     sql_echo: bool = False
 
     # -- identity and tokens ----------------------------------------------------------------

@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from ..fhir.outcome import FhirError, Issue, operation_outcome
@@ -44,6 +45,12 @@ def install(app: FastAPI) -> None:
                              headers=dict(exc.headers or {}))
 
     _install_transient(app)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        # The client closed (or was closed for being too slow) while we read its body: there is
+        # no one to answer, and it is not a server error worth a traceback.
+        return Response(status_code=400)
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
