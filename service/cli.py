@@ -218,10 +218,14 @@ def cmd_retire_key(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from .rest.connection_guard import GuardedHttpProtocol
+
     if not args.no_migrate:
         _migrate()
+    # The guarded protocol bounds request head and body time and connections per worker.
     uvicorn.run("service.main:create_app", factory=True, host=args.host, port=args.port,
-                workers=args.workers, log_level=args.log_level, access_log=args.access_log)
+                workers=args.workers, log_level=args.log_level, access_log=args.access_log,
+                http=GuardedHttpProtocol)
     return 0
 
 

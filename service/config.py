@@ -35,6 +35,20 @@ class Settings(BaseSettings):
     create). Anyone who may can tell a taken id from a free one, so by default only the
     operator's `service` clients, who see everything anyway; everyone else creates with POST."""
     db_pool_size: int = 10
+    db_connect_timeout_seconds: float = 5.0
+    """How long opening a database connection may take (PostgreSQL) before the request gets 503."""
+    db_command_timeout_seconds: float = 60.0
+    """Client-side bound on one database command (PostgreSQL), so no request hangs on a
+    database that stopped answering."""
+    retry_after_seconds: int = 5
+    """`Retry-After` of the 503 answered while the database is unavailable."""
+    header_timeout_seconds: float = 10.0
+    """`pgo-work serve`: a request line and headers must arrive within this time."""
+    body_timeout_seconds: float = 60.0
+    """`pgo-work serve`: a request body must arrive within this time of its headers."""
+    max_connections: int = 500
+    """`pgo-work serve`: open connections per worker process (kept below its file limit);
+    more are answered 503 and closed."""
     sql_echo: bool = False
 
     # -- identity and tokens ----------------------------------------------------------------

@@ -23,6 +23,7 @@ from .conformance.structure import validate_structure
 from .fhir.outcome import FhirError
 from .store.access import AccessPolicy
 from .store.database import WRITE_OPTION, create_engine
+from .store.faults import transient
 from .store.repository import ResourceStore, StoreConfig
 from .store.search.parser import SearchParser
 from .store.searchparams import SearchParamRegistry
@@ -107,7 +108,10 @@ class Runtime:
                 failure = exc
                 raise
             except Exception as exc:
-                failure = FhirError(500, "exception", type(exc).__name__)
+                # The database is away: recording the failure would fail (or wait) the same
+                # way, and nothing was read or written (`service.store.faults`).
+                failure = None if transient(exc) else FhirError(500, "exception",
+                                                                type(exc).__name__)
                 raise
             finally:
                 if failure is not None and access.audited:
@@ -123,7 +127,8 @@ def build_runtime(settings: Settings) -> Runtime:
     package = load_package(settings.profiles_dir)
     registry = SearchParamRegistry(package.of_type("SearchParameter"), package.patient_compartment)
     engine = create_engine(settings.resolved_database_url(), settings.db_pool_size,
-                           settings.sql_echo)
+                           settings.sql_echo, settings.db_connect_timeout_seconds,
+                           settings.db_command_timeout_seconds)
     from .operations.registry import default_registry
 
     base = settings.base_url.rstrip("/")

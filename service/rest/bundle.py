@@ -142,6 +142,21 @@ def _references(node: Any, found: set[str]) -> set[str]:
     return found
 
 
+def _conditions(requests: list[FhirRequest]) -> list[tuple[str, list[tuple[str, str]]]]:
+    """(type, criteria) of every conditional create, update and delete among `requests`."""
+    out: list[tuple[str, list[tuple[str, str]]]] = []
+    for req in requests:
+        if not req.resource_type or req.id:
+            continue
+        condition = req.header("if-none-exist") if req.method == "POST" else None
+        if condition:
+            out.append((req.resource_type,
+                        parse_qsl(condition.split("?", 1)[-1], keep_blank_values=True)))
+        elif req.method in ("PUT", "DELETE") and req.query:
+            out.append((req.resource_type, req.query))
+    return out
+
+
 class BundleProcessor:
     def __init__(self, runtime: Runtime) -> None:
         self.rt = runtime
@@ -171,6 +186,9 @@ class BundleProcessor:
                            prefer: str | None) -> list[dict[str, Any]]:
         requests = [_request(self.rt, e, prefer, i) for i, e in enumerate(entries)]
         responses: list[dict[str, Any] | None] = [None] * len(entries)
+        # Every conditional entry's lock before any entry runs, in one sorted order, so two
+        # transactions with overlapping conditions cannot deadlock (`service.store.locks`).
+        await store.lock_conditions(_conditions(requests))
         # Within each method, resources that belong to the record of what they reference (a
         # Provenance: the compartment definition's inheritance) come after the rest, so they are
         # written when what they are about already is (R4 leaves the order within a method open).

@@ -7,9 +7,11 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from ..fhir.outcome import FhirError, Issue, operation_outcome
+from ..store import faults
 from .negotiation import fhir_response
 
 log = logging.getLogger("pgo_work.errors")
@@ -42,8 +44,41 @@ def install(app: FastAPI) -> None:
         return fhir_response(request, exc.status_code, operation_outcome([Issue(code, detail)]),
                              headers=dict(exc.headers or {}))
 
+    _install_transient(app)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        # The client closed (or was closed for being too slow) while we read its body: there is
+        # no one to answer, and it is not a server error worth a traceback.
+        return Response(status_code=400)
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.exception("Unhandled error on %s %s", request.method, request.url.path)
         return fhir_response(request, 500, operation_outcome(
             [Issue("exception", "Internal server error; the change was not saved")]))
+
+
+def _install_transient(app: FastAPI) -> None:
+    """503 `transient` with `Retry-After` while the database is unavailable.
+
+    These handlers run inside the application (not in the server-error middleware, which
+    re-raises, so uvicorn would log a traceback and close the client's connection): the
+    client keeps its keep-alive connection and the log gets one line per failure. Anything
+    that is not an outage is raised on, to the 500 handler, as before.
+    """
+
+    async def unavailable(request: Request, exc: Exception) -> Response:
+        cause = faults.transient(exc)
+        if cause is None:
+            raise exc
+        runtime = getattr(request.app.state, "runtime", None)
+        retry = runtime.settings.retry_after_seconds if runtime is not None else 5
+        log.warning("503 %s %s: database unavailable (%s)", request.method, request.url.path,
+                    faults.describe(cause))
+        return fhir_response(request, 503, operation_outcome([Issue(
+            "transient", "The database is unavailable; retry after the Retry-After interval")]),
+            headers={"Retry-After": str(retry)})
+
+    for kind in faults.DATABASE_ERRORS:
+        app.add_exception_handler(kind, unavailable)

@@ -111,6 +111,7 @@ class Interactions:
         condition = req.header("if-none-exist")
         if condition:
             query = parse_qsl(condition.split("?", 1)[-1], keep_blank_values=True)
+            await store.lock_conditions([(req.resource_type, query)])
             found = await store.count_matches(self.criteria(req.resource_type, query))
             if len(found) > 1:
                 raise FhirError(412, "multiple-matches",
@@ -136,6 +137,7 @@ class Interactions:
     async def conditional_update(self, store: ResourceStore, req: FhirRequest) -> FhirResponse:
         assert req.resource_type
         resource = await self.body(store, req, req.resource_type)
+        await store.lock_conditions([(req.resource_type, req.query)])
         found = await store.count_matches(self.criteria(req.resource_type, req.query))
         if len(found) > 1:
             raise FhirError(412, "multiple-matches", "The criteria match more than one resource")
@@ -179,6 +181,7 @@ class Interactions:
 
     async def conditional_delete(self, store: ResourceStore, req: FhirRequest) -> FhirResponse:
         assert req.resource_type
+        await store.lock_conditions([(req.resource_type, req.query)])
         found = await store.count_matches(self.criteria(req.resource_type, req.query))
         if len(found) > 1:
             raise FhirError(412, "multiple-matches", "The criteria match more than one resource")

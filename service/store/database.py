@@ -14,14 +14,27 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 WRITE_OPTION = "pgo_write"
 
 
-def create_engine(url: str, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
+def create_engine(url: str, pool_size: int = 10, echo: bool = False,
+                  connect_timeout: float = 5.0, command_timeout: float = 60.0) -> AsyncEngine:
     if url.startswith("sqlite"):
         engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
         _sqlite_events(engine)
         return engine
     return create_async_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800
+        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800,
+        **_outage_options(connect_timeout, command_timeout)
     )
+
+
+def _outage_options(connect_timeout: float, command_timeout: float) -> dict[str, Any]:
+    """PostgreSQL pool options for surviving an outage.
+
+    Pre-ping replaces a pooled connection the database closed (a restart, a failover) before a
+    request uses it, so the first requests after the database is back succeed; the connect
+    and command timeouts bound how long a request can wait on a database that is gone.
+    """
+    return {"pool_pre_ping": True, "pool_timeout": max(connect_timeout, 10.0),
+            "connect_args": {"timeout": connect_timeout, "command_timeout": command_timeout}}
 
 
 def _sqlite_events(engine: AsyncEngine) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..fhir import dates
 from ..fhir.outcome import FhirError, bad_request, not_found
-from . import epochs, inheritance
+from . import epochs, inheritance, locks
 from .access import AccessPolicy, WriteIntent
 from .indexer import Indexer, IndexRows, parse_reference, version_facts
 from .records import HistoryPage, SearchPage, StoredResource
@@ -556,6 +556,12 @@ class ResourceStore:
             matches, req.include, req.revinclude)
         self.access.seen(matches + included)
         return SearchPage(matches, included, total, next_cursor, prev_cursor)
+
+    async def lock_conditions(self, conditions: Iterable[tuple[str, locks.Criteria]]) -> None:
+        """Serialise conditional writes on the same (type, criteria) until this transaction
+        ends; call before `count_matches` (`service.store.locks`)."""
+        await locks.lock_conditions(self.conn, (locks.condition_key(rtype, criteria)
+                                                for rtype, criteria in conditions))
 
     async def count_matches(self, req: SearchRequest, limit: int = 2) -> list[StoredResource]:
         """Up to `limit` matches of a conditional interaction's criteria (If-None-Exist etc.)."""
