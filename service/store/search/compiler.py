@@ -29,6 +29,7 @@ from ...fhir.outcome import bad_request
 from ..indexer import normalize, parse_reference
 from ..searchparams import SearchParam
 from ..tables import INDEX_TABLES, Resource, ResourceLabel
+from .or_lists import any_of, in_values, token_any
 from .parser import split_prefix
 from .request import Criterion, SortKey
 
@@ -83,30 +84,27 @@ class Compiler:
             present = r.c.pk.in_(rows())
             return not_(present) if c.values == ["true"] else present
         if c.modifier == "not":
-            match = or_(*[self._value(c.param, None, i, v) for v in c.values])
-            return r.c.pk.notin_(rows(match))
+            return r.c.pk.notin_(rows(self._values(c.param, None, i, c.values)))
         prefixed_ne = [v for v in c.values if split_prefix(v)[0] == "ne"] if c.param.type in (
             "date", "number", "quantity") else []
         if prefixed_ne and len(prefixed_ne) == len(c.values):
             # `ne`: no indexed value equals the given one (R4 3.1.1.4.1).
-            match = or_(*[self._value(c.param, None, i, "eq" + split_prefix(v)[1])
-                          for v in prefixed_ne])
+            match = self._values(c.param, None, i, ["eq" + split_prefix(v)[1] for v in prefixed_ne])
             return and_(r.c.pk.in_(rows()), r.c.pk.notin_(rows(match)))
-        match = or_(*[self._value(c.param, c.modifier, i, v) for v in c.values])
-        return r.c.pk.in_(rows(match))
+        return r.c.pk.in_(rows(self._values(c.param, c.modifier, i, c.values)))
 
     # -- special parameters -------------------------------------------------------------
     def _id(self, r: FromClause, c: Criterion) -> ColumnElement[bool]:
         if c.modifier == "missing":
             return false() if c.values == ["true"] else true()
-        cond = r.c.id.in_(c.values)
+        cond = in_values(r.c.id, c.values)
         return not_(cond) if c.modifier == "not" else cond
 
     def _last_updated(self, r: FromClause, c: Criterion) -> ColumnElement[bool]:
         if c.modifier == "missing":  # every stored resource has one
             return true() if c.values == ["false"] else false()
         col = r.c.last_updated
-        return or_(*[_range_match(col, col, v) for v in c.values])
+        return any_of([_range_match(col, col, v) for v in c.values])
 
     def _security(self, r: FromClause, c: Criterion) -> ColumnElement[bool]:
         lab = LABEL.alias()
@@ -114,7 +112,7 @@ class Compiler:
             present = r.c.pk.in_(select(lab.c.resource_pk))
             return not_(present) if c.values == ["true"] else present
         system = func.nullif(lab.c.system, "")  # labels store "no system" as ""
-        match = or_(*[token_match(system, lab.c.code, None, v, None) for v in c.values])
+        match = token_any(system, lab.c.code, c.values)
         found = r.c.pk.in_(select(lab.c.resource_pk).where(match))
         return not_(found) if c.modifier == "not" else found
 
@@ -154,6 +152,39 @@ class Compiler:
         if access is not None:
             conds.append(access)
         return r.c.id.in_(select(ref.c.target_id).where(*conds))
+
+    # -- the ORed values of one typed parameter --------------------------------------------
+    def _values(self, p: SearchParam, modifier: str | None, i: Any,
+                values: list[str]) -> ColumnElement[bool]:
+        """All values of one criterion: equalities as one IN per shape, the rest a balanced OR
+        (`or_lists`), so 1,000 values neither overflow SQLite nor multiply the plan."""
+        if p.type == "token" and modifier != "text":
+            return token_any(i.c.system, i.c.code, values)
+        if p.type == "string" and modifier == "exact":
+            return in_values(i.c.value_exact, values)
+        if p.type == "uri" and modifier is None:
+            return in_values(i.c.value, values)
+        if p.type == "reference" and modifier != "identifier":
+            return self._references(p, i, values, modifier)
+        return any_of([self._value(p, modifier, i, v) for v in values])
+
+    def _references(self, p: SearchParam, i: Any, values: list[str],
+                    modifier: str | None) -> ColumnElement[bool]:
+        """Plain references grouped by their possible target types: one IN over the ids each."""
+        parts: list[ColumnElement[bool]] = []
+        by_types: dict[tuple[str, ...], list[str]] = {}
+        for value in values:
+            rtype, rid, url = (None, value, None) if "/" not in value and ":" not in value \
+                else parse_reference(value, self.base_url)
+            if rid is None:  # a canonical URL, or what no reference can be
+                parts.append(self._reference_match(p, i, value, modifier))
+                continue
+            types = [modifier] if modifier else ([rtype] if rtype else list(p.targets))
+            by_types.setdefault(tuple(types), []).append(rid)
+        for target_types, ids in by_types.items():
+            cond = in_values(i.c.target_id, ids)
+            parts.append(and_(cond, i.c.target_type.in_(target_types)) if target_types else cond)
+        return any_of(parts)
 
     # -- one value of one typed parameter -------------------------------------------------
     def _value(self, p: SearchParam, modifier: str | None, i: Any, value: str) -> ColumnElement[bool]:
