@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +31,18 @@ class Settings(BaseSettings):
     max_body_bytes: int = 10 * 1024 * 1024
     max_bundle_entries: int = 1000
     max_include_results: int = 1000
+    max_search_values: int = 1000
+    """Comma-separated values in one search, over all its parameters (an OR list compiles to
+    one IN per shape, but every value is still a bound parameter and an index probe)."""
+    max_search_criteria: int = 50
+    """Search parameters (criteria, `_include`s, `_sort`) in one search: each is a join the
+    database plans and runs, so a request repeating one parameter hundreds of times is refused."""
+    max_url_bytes: int = Field(default=32768, gt=0, le=65000)
+    """Longer request targets (path and query) get 414; long searches belong in POST `_search`.
+    At most 65,000: the HTTP parser handles no longer URLs (`service.http_server`)."""
+    statement_timeout_ms: int = 10000
+    """Any SQL statement of a request running longer is cancelled (PostgreSQL `statement_timeout`,
+    an SQLite progress handler) and the request answered 503 `too-costly`; 0 means no bound."""
     db_pool_size: int = 10
     sql_echo: bool = False
 

@@ -10,6 +10,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from ..fhir.outcome import FhirError, Issue, operation_outcome
+from ..runtime import too_costly
+from ..store.database import is_statement_timeout
 from .negotiation import fhir_response
 
 log = logging.getLogger("pgo_work.errors")
@@ -44,6 +46,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
+        if is_statement_timeout(exc):  # a statement outside a request's store (token checks)
+            error = too_costly(request.app.state.runtime.settings.statement_timeout_ms)
+            return fhir_response(request, error.status, error.outcome)
         log.exception("Unhandled error on %s %s", request.method, request.url.path)
         return fhir_response(request, 500, operation_outcome(
             [Issue("exception", "Internal server error; the change was not saved")]))
