@@ -217,8 +217,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     if not args.no_migrate:
         _migrate()
+    from .http_server import server_options
+
     uvicorn.run("service.main:create_app", factory=True, host=args.host, port=args.port,
-                workers=args.workers, log_level=args.log_level, access_log=args.access_log)
+                workers=args.workers, log_level=args.log_level, access_log=args.access_log,
+                **server_options(get_settings()))
     return 0
 
 
