@@ -16,6 +16,7 @@ from sqlalchemy import (
     and_,
     false,
     func,
+    intersect,
     literal,
     not_,
     or_,
@@ -35,6 +36,9 @@ from .request import Criterion, SortKey
 
 RES = Resource.__table__
 LABEL = ResourceLabel.__table__
+FOLD_AT = 6
+"""Up to this many `pk IN (rows)` criteria stay one semi-join each (the planner orders them
+well); more are folded into one INTERSECT, planned and run in time linear in their number."""
 
 
 class Compiler:
@@ -54,8 +58,25 @@ class Compiler:
         access = self.visible(r.c.pk, r.c.resource_type)
         if access is not None:
             clauses.append(access)
-        clauses.extend(self.criterion(r, c, resource_type) for c in criteria)
+        members = [c for c in criteria if _is_member(c)]
+        if len(members) <= FOLD_AT:
+            clauses.extend(self.criterion(r, c, resource_type) for c in criteria)
+            return clauses
+        # Many criteria: one `pk IN (q1 INTERSECT q2 ...)` instead of one semi-join each, which
+        # PostgreSQL planned in time growing steeply (40 -> 0.8 s, 80 -> 4.4 s, 500 -> minutes).
+        clauses.append(r.c.pk.in_(intersect(*[self.member_rows(c) for c in members])))
+        clauses.extend(self.criterion(r, c, resource_type) for c in criteria
+                       if not _is_member(c))
         return clauses
+
+    def member_rows(self, c: Criterion) -> Any:
+        """The rows of a criterion that is `pk IN (rows)` (`_is_member`)."""
+        if c.chain is not None:
+            return self._chain_rows(c)
+        assert c.param is not None
+        i = INDEX_TABLES[c.param.type].alias()
+        return select(i.c.resource_pk).where(
+            i.c.param == c.param.key, self._values(c.param, c.modifier, i, c.values))
 
     # Criteria compile to `pk IN (SELECT resource_pk FROM idx_... WHERE ...)`: uncorrelated
     # subqueries that both SQLite and PostgreSQL drive from the index, where a correlated
@@ -91,7 +112,7 @@ class Compiler:
             # `ne`: no indexed value equals the given one (R4 3.1.1.4.1).
             match = self._values(c.param, None, i, ["eq" + split_prefix(v)[1] for v in prefixed_ne])
             return and_(r.c.pk.in_(rows()), r.c.pk.notin_(rows(match)))
-        return r.c.pk.in_(rows(self._values(c.param, c.modifier, i, c.values)))
+        return r.c.pk.in_(self.member_rows(c))
 
     # -- special parameters -------------------------------------------------------------
     def _id(self, r: FromClause, c: Criterion) -> ColumnElement[bool]:
@@ -117,6 +138,9 @@ class Compiler:
         return not_(found) if c.modifier == "not" else found
 
     def _chain(self, r: FromClause, c: Criterion) -> ColumnElement[bool]:
+        return r.c.pk.in_(self._chain_rows(c))
+
+    def _chain_rows(self, c: Criterion) -> Any:
         assert c.chain is not None
         ch = c.chain
         ref = INDEX_TABLES["reference"].alias()
@@ -133,7 +157,7 @@ class Compiler:
         access = self.visible(t.c.pk, t.c.resource_type)
         if access is not None:
             conds.append(access)
-        return r.c.pk.in_(select(ref.c.resource_pk).where(*conds))
+        return select(ref.c.resource_pk).where(*conds)
 
     def _has(self, r: FromClause, c: Criterion, rtype: str | None) -> ColumnElement[bool]:
         assert c.has is not None
@@ -268,6 +292,18 @@ class Compiler:
             .scalar_subquery()
         )
         return func.coalesce(sub, _sentinel(p.type, key.descending))
+
+
+def _is_member(c: Criterion) -> bool:
+    """Whether the criterion compiles to `pk IN (rows)`: a chain or a plain typed match."""
+    if c.chain is not None:
+        return True
+    if c.has is not None or c.param is None:
+        return False
+    if c.param.code in ("_id", "_lastUpdated", "_security") or c.modifier in ("missing", "not"):
+        return False
+    return not (c.param.type in ("date", "number", "quantity")
+                and all(split_prefix(v)[0] == "ne" for v in c.values))
 
 
 def _sentinel(kind: str, descending: bool) -> Any:
