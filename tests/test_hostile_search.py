@@ -294,3 +294,13 @@ def test_a_url_just_under_the_limit_is_answered(live: tuple[str, int, str]) -> N
     assert status == 200 and body is not None and body["resourceType"] == "Bundle"
     status, body = _raw_get(port, target + "a" * (32769 - len(target)), token)
     assert status == 414
+
+
+def test_nul_in_an_oauth_form_is_400(anon: TestClient) -> None:
+    for form in ("grant_type=refresh_token&refresh_token=r&client_id=a%00b",
+                 "grant_type=authorization_code&code=a%00b&client_id=pgo-demo-app"
+                 "&redirect_uri=http://x&code_verifier=v"):
+        resp = anon.post("/auth/token", content=form,
+                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert resp.status_code == 400, resp.text
+        assert resp.json()["error"] == "invalid_request", resp.text
