@@ -31,12 +31,14 @@ class Settings(BaseSettings):
     max_body_bytes: int = 10 * 1024 * 1024
     max_bundle_entries: int = 1000
     max_include_results: int = 1000
-    max_search_values: int = 1000
+    max_search_values: int = Field(default=1000, gt=0, le=5000)
     """Comma-separated values in one search, over all its parameters (an OR list compiles to
-    one IN per shape, but every value is still a bound parameter and an index probe)."""
-    max_search_criteria: int = 50
+    one IN per shape, but a range or pattern value is up to four bound parameters, and a statement
+    takes at most 32,767 of them)."""
+    max_search_criteria: int = Field(default=50, gt=0, le=500)
     """Search parameters (criteria, `_include`s, `_sort`) in one search: each is a join the
-    database plans and runs, so a request repeating one parameter hundreds of times is refused."""
+    database plans and runs, so a request repeating one parameter hundreds of times is refused
+    (at most 500: SQLite joins at most 500 selects in one INTERSECT)."""
     max_url_bytes: int = Field(default=32768, gt=0, le=65000)
     """Longer request targets (path and query) get 414; long searches belong in POST `_search`.
     At most 65,000: the HTTP parser handles no longer URLs (`service.http_server`)."""

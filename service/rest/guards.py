@@ -1,4 +1,5 @@
-"""Checks on the raw request, before any route: the URL's length and the NUL character.
+"""Checks on the raw request, before any route (the URL's length and the NUL character), and
+the cancellation of a request whose client has gone.
 
 They are ASGI middleware, not dependencies, because they hold for every endpoint (FHIR, `/auth`,
 operations, unknown paths alike) and must answer before anything parses or stores the URL:
@@ -15,9 +16,10 @@ operations, unknown paths alike) and must answer before anything parses or store
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import parse_qsl
 
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..fhir.outcome import FhirError
 from ..store.search.parser import reject_nul
@@ -60,3 +62,78 @@ class RequestGuard:
                 return exc
         return None
 
+
+
+class CancelOnDisconnect:
+    """Stop a request's work when its client goes away before the answer is complete.
+
+    uvicorn only tells the app through `receive()`, which nothing calls during a search, so a
+    runaway query went on for minutes after the client left. Once the request body has been
+    read (at once when there is none; never buffered ahead of the app), a listener waits for
+    `http.disconnect` and cancels the request's task: the database call in flight is cancelled
+    with it (asyncpg sends PostgreSQL a cancel request), the transaction rolls back, and nobody
+    is answered. The statement time limit (`statement_timeout_ms`) bounds what this misses.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        task = asyncio.current_task()
+        assert task is not None
+        inbox: asyncio.Queue[Message] = asyncio.Queue()
+        state = {"finished": False, "gone": False}
+        listener: asyncio.Task[None] | None = None
+
+        async def listen() -> None:
+            while True:
+                message = await receive()
+                inbox.put_nowait(message)
+                if message["type"] == "http.disconnect":
+                    if not state["finished"]:
+                        state["gone"] = True
+                        task.cancel()
+                    return
+
+        def start_listening() -> None:
+            nonlocal listener
+            if listener is None:
+                listener = asyncio.ensure_future(listen())
+
+        async def app_receive() -> Message:
+            if listener is not None:
+                return await inbox.get()
+            message = await receive()
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                start_listening()
+            return message
+
+        async def app_send(message: Message) -> None:
+            if message["type"] == "http.response.body" and not message.get("more_body", False):
+                state["finished"] = True
+            await send(message)
+
+        if not _has_body(scope):
+            start_listening()
+        try:
+            await self.app(scope, app_receive, app_send)
+        except asyncio.CancelledError:
+            if not state["gone"]:
+                raise
+            task.uncancel()  # the client left: end quietly, there is no one to answer
+        finally:
+            state["finished"] = True
+            if listener is not None:
+                listener.cancel()
+
+
+def _has_body(scope: Scope) -> bool:
+    for name, value in scope.get("headers", ()):
+        if name == b"content-length":
+            return value.strip() not in (b"", b"0")
+        if name == b"transfer-encoding":
+            return True
+    return False
