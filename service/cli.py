@@ -218,14 +218,15 @@ def cmd_retire_key(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from .rest.connection_guard import GuardedHttpProtocol
+    from .http_server import server_options
 
     if not args.no_migrate:
         _migrate()
-    # The guarded protocol bounds request head and body time and connections per worker.
+    # server_options: the guarded protocol bounds request head and body time, connections per
+    # worker, and hands over-long URLs to the app for its 414 (`service.http_server`).
     uvicorn.run("service.main:create_app", factory=True, host=args.host, port=args.port,
                 workers=args.workers, log_level=args.log_level, access_log=args.access_log,
-                http=GuardedHttpProtocol)
+                **server_options(get_settings()))
     return 0
 
 

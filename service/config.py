@@ -9,6 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -34,6 +35,20 @@ class Settings(BaseSettings):
     """Roles (comma-separated) whose callers may choose the id of a new resource (update as
     create). Anyone who may can tell a taken id from a free one, so by default only the
     operator's `service` clients, who see everything anyway; everyone else creates with POST."""
+    max_search_values: int = Field(default=1000, gt=0, le=5000)
+    """Comma-separated values in one search, over all its parameters (an OR list compiles to
+    one IN per shape, but a range or pattern value is up to four bound parameters, and a statement
+    takes at most 32,767 of them)."""
+    max_search_criteria: int = Field(default=50, gt=0, le=500)
+    """Search parameters (criteria, `_include`s, `_sort`) in one search: each is a join the
+    database plans and runs, so a request repeating one parameter hundreds of times is refused
+    (at most 500: SQLite joins at most 500 selects in one INTERSECT)."""
+    max_url_bytes: int = Field(default=32768, gt=0, le=65000)
+    """Longer request targets (path and query) get 414; long searches belong in POST `_search`.
+    At most 65,000: the HTTP parser handles no longer URLs (`service.http_server`)."""
+    statement_timeout_ms: int = 10000
+    """Any SQL statement of a request running longer is cancelled (PostgreSQL `statement_timeout`,
+    an SQLite progress handler) and the request answered 503 `too-costly`; 0 means no bound."""
     db_pool_size: int = 10
     db_connect_timeout_seconds: float = 5.0
     """How long opening a database connection may take (PostgreSQL) before the request gets 503."""

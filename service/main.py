@@ -12,6 +12,7 @@ from .config import Settings, get_settings
 from .conformance.publish import publish_at_startup
 from .rest import errors
 from .rest.auth_routes import router as auth_router
+from .rest.guards import CancelOnDisconnect, RequestGuard
 from .rest.operation_routes import router as operation_router
 from .rest.routes import router
 from .runtime import Runtime, build_runtime
@@ -38,6 +39,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         lifespan=lifespan,
     )
     errors.install(app)
+    app.add_middleware(CancelOnDisconnect)
+    app.add_middleware(RequestGuard, max_url_bytes=settings.max_url_bytes)  # outermost
     app.include_router(auth_router)  # first: /fhir/.well-known/... is not a resource type
     app.include_router(operation_router)  # before the resource routes: `$op` is never an id
     app.include_router(router)

@@ -22,7 +22,7 @@ from .conformance.package import ConformancePackage, load_package
 from .conformance.structure import validate_structure
 from .fhir.outcome import FhirError
 from .store.access import AccessPolicy
-from .store.database import WRITE_OPTION, create_engine
+from .store.database import WRITE_OPTION, create_engine, is_statement_timeout
 from .store.faults import transient
 from .store.repository import ResourceStore, StoreConfig
 from .store.search.parser import SearchParser
@@ -108,6 +108,9 @@ class Runtime:
                 failure = exc
                 raise
             except Exception as exc:
+                if is_statement_timeout(exc):
+                    failure = too_costly(self.settings.statement_timeout_ms)
+                    raise failure from exc
                 # The database is away: recording the failure would fail (or wait) the same
                 # way, and nothing was read or written (`service.store.faults`).
                 failure = None if transient(exc) else FhirError(500, "exception",
@@ -123,17 +126,25 @@ class Runtime:
         await self.engine.dispose()
 
 
+def too_costly(timeout_ms: int) -> FhirError:
+    """The answer to a statement the database cancelled: 503, the server could not afford it
+    now (it may be load, not only the query), and the client should narrow the search."""
+    return FhirError(503, "too-costly", f"The database stopped the query after {timeout_ms} ms; "
+                     "narrow the search (fewer or more selective parameters) or try again later")
+
+
 def build_runtime(settings: Settings) -> Runtime:
     package = load_package(settings.profiles_dir)
     registry = SearchParamRegistry(package.of_type("SearchParameter"), package.patient_compartment)
     engine = create_engine(settings.resolved_database_url(), settings.db_pool_size,
                            settings.sql_echo, settings.db_connect_timeout_seconds,
-                           settings.db_command_timeout_seconds)
+                           settings.db_command_timeout_seconds, settings.statement_timeout_ms)
     from .operations.registry import default_registry
 
     base = settings.base_url.rstrip("/")
     conformance = build_conformance(package, settings.profiles_dir)
-    parser = SearchParser(registry, settings.default_page_size, settings.max_page_size)
+    parser = SearchParser(registry, settings.default_page_size, settings.max_page_size,
+                          settings.max_search_values, settings.max_search_criteria)
     return Runtime(
         settings=settings,
         engine=engine,

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 import uvicorn
 
 from service.config import Settings
+from service.http_server import server_options
 from service.main import create_app
 
 
@@ -27,7 +28,7 @@ def live_server(settings: Settings) -> Iterator[str]:
     base = f"http://127.0.0.1:{port}/fhir"
     app = create_app(settings.model_copy(update={"base_url": base}))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))
+                                           lifespan="on", **server_options(settings)))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 20

@@ -56,7 +56,10 @@ async def _form(request: Request) -> dict[str, str]:
     if ctype != "application/x-www-form-urlencoded":
         raise OAuthError("invalid_request", "Send application/x-www-form-urlencoded parameters")
     form = await request.form()
-    return {k: v for k, v in form.items() if isinstance(v, str)}
+    fields = {k: v for k, v in form.items() if isinstance(v, str)}
+    if any("\x00" in k or "\x00" in v for k, v in fields.items()):  # PostgreSQL cannot hold it
+        raise OAuthError("invalid_request", "A parameter contains the NUL character (%00)")
+    return fields
 
 
 def _oauth_json(request: Request, body: dict[str, Any], status: int = 200) -> JSONResponse:

@@ -26,9 +26,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
-
 from ..config import get_settings
+from ..http_server import LongUrlHttpTools
 
 log = logging.getLogger("pgo_work.http")
 
@@ -75,8 +74,9 @@ _refused = _Throttled()
 _timed_out = _Throttled()
 
 
-class GuardedHttpProtocol(HttpToolsProtocol):
-    """uvicorn's httptools protocol with head and body deadlines and a connection cap.
+class GuardedHttpProtocol(LongUrlHttpTools):
+    """uvicorn's httptools protocol (over-long URLs cut short, `service.http_server`) with head
+    and body deadlines and a connection cap.
 
     It only watches uvicorn's per-connection state (`cycle`: the request being answered) around
     `data_received`; parsing and the ASGI cycle are uvicorn's.

@@ -11,7 +11,9 @@ from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
 from ..fhir.outcome import FhirError, Issue, operation_outcome
+from ..runtime import too_costly
 from ..store import faults
+from ..store.database import is_statement_timeout
 from .negotiation import fhir_response
 
 log = logging.getLogger("pgo_work.errors")
@@ -54,6 +56,9 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> Response:
+        if is_statement_timeout(exc):  # a statement outside a request's store (token checks)
+            error = too_costly(request.app.state.runtime.settings.statement_timeout_ms)
+            return fhir_response(request, error.status, error.outcome)
         log.exception("Unhandled error on %s %s", request.method, request.url.path)
         return fhir_response(request, 500, operation_outcome(
             [Issue("exception", "Internal server error; the change was not saved")]))

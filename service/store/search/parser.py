@@ -30,15 +30,24 @@ PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 _DECIMAL = re.compile(r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$")
 
 
+# Parameters that shape the answer but add no join to the query: not counted as criteria.
+UNCOUNTED = {"_count", "_total", "_summary", "_elements", "_cursor", "_format", "_pretty"}
+
+
 class SearchParser:
-    def __init__(self, registry: SearchParamRegistry, default_count: int, max_count: int) -> None:
+    def __init__(self, registry: SearchParamRegistry, default_count: int, max_count: int,
+                 max_values: int = 1000, max_criteria: int = 50) -> None:
         self.registry = registry
         self.default_count = default_count
         self.max_count = max_count
+        self.max_values = max_values
+        self.max_criteria = max_criteria
 
     def parse(
         self, resource_type: str | None, pairs: list[tuple[str, str]], lenient: bool = False
     ) -> SearchRequest:
+        reject_nul(pairs)
+        self._check_size(pairs)
         req = SearchRequest(resource_type=resource_type, count=self.default_count)
         for name, value in pairs:
             try:
@@ -53,6 +62,22 @@ class SearchParser:
             if name not in ("_cursor", "_format", "_pretty"):
                 req.echo.append((name, value))
         return req
+
+    def _check_size(self, pairs: list[tuple[str, str]]) -> None:
+        """Refuse, before any parsing, a search whose SQL would be unreasonably large: the
+        limits hold also under `Prefer: handling=lenient`, which drops only what is unknown."""
+        criteria = [(n, v) for n, v in pairs if n not in UNCOUNTED]
+        if len(criteria) > self.max_criteria:
+            name = criteria[self.max_criteria][0]
+            raise bad_request(f"A search may have at most {self.max_criteria} parameters; this one "
+                              f"has {len(criteria)} (from '{name}' on)", name)
+        total = 0
+        for name, value in criteria:
+            total += len(_split_values(value))
+            if total > self.max_values:
+                raise bad_request(f"A search may have at most {self.max_values} values in all "
+                                  f"parameters together; '{name}' goes beyond it "
+                                  "(split the search)", name)
 
     def _one(self, req: SearchRequest, name: str, value: str) -> None:
         rtype = req.resource_type
@@ -183,6 +208,18 @@ class SearchParser:
             for v in values:
                 _check_prefixed(param.type, v, name)
         return Criterion(name, param, modifier or None, values)
+
+
+def reject_nul(pairs: list[tuple[str, str]]) -> None:
+    """400 for U+0000 in any parameter name or value: FHIR strings cannot hold it, PostgreSQL
+    text cannot store or compare it (the query would fail), and SQLite would silently match on
+    a truncated value. Every search passes here: HTTP, POST `_search` forms, Bundle entries,
+    If-None-Exist and conditional update/delete."""
+    for name, value in pairs:
+        if "\x00" in name or "\x00" in value:
+            raise bad_request(f"Parameter '{name.replace(chr(0), '%00')}' contains the NUL "
+                              "character (%00), which no FHIR value may hold",
+                              name.replace("\x00", "%00"))
 
 
 def _split_values(value: str) -> list[str]:
