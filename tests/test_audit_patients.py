@@ -155,8 +155,21 @@ def test_a_patients_refused_read_of_another_record_is_not_on_her_trail(
                                         [e["id"] for e in everything])
     assert not _leaked(texts, marieke, "no-consent")
     mine = _events(anon, as_anna, agent=f"Patient/{anna.patient}")
-    assert {e["outcome"] for e in mine} == {"0"}  # her read, and her reading of the trail
-    assert [e for e in mine if anna.ref("medical") in _what(e)]
+    assert [e for e in mine if e["outcome"] == "0" and anna.ref("medical") in _what(e)]
+    # Her own trail does record that she asked for a Condition outside her record: the type
+    # only, exactly as for an id that does not exist.
+    assert anon.get(f"/fhir/Condition/nothing-{tag}", headers=as_anna).status_code == 404
+    refused = [e for e in _events(anon, as_anna, agent=f"Patient/{anna.patient}")
+               if e["outcome"] == "4"]  # the AuditEvents of Marieke's she asked for, too
+    assert not _leaked([json.dumps(refused)], marieke, "no-consent")
+    conditions = [e for e in refused if [x["type"]["code"] for x in e["entity"]
+                                         if "what" not in x] == ["Condition"]]
+    assert len(conditions) == 2
+    hidden_copy, nothing_copy = ({k: v for k, v in e.items() if k not in ("id", "meta", "recorded")}
+                                 for e in conditions)
+    assert hidden_copy == nothing_copy
+    assert _what(conditions[0]) == {f"Patient/{anna.patient}"}
+    assert "outcomeDesc" not in conditions[0]
 
 
 COUNTS = {

@@ -86,10 +86,11 @@ class AuditTrail:
                 self.wrote[r.pk] = r
 
     async def _records(self, store: ResourceStore, touched: dict[int, str], hint: set[str],
-                       target: tuple[str, str] | None) -> dict[str, set[str]]:
+                       target: tuple[str, str] | None,
+                       own: str | None) -> dict[str, set[str]]:
         """patient -> the references of what the request touched in that patient's record,
-        for every existing Patient whose record it touched."""
-        records: dict[str, set[str]] = {patient: set() for patient in hint}
+        for every existing Patient whose record it touched (and `own`, the caller's)."""
+        records: dict[str, set[str]] = {patient: set() for patient in hint | {own} if patient}
         pks = list(touched)
         for i in range(0, len(pks), 500):
             rows = await store.conn.execute(select(COMP.c.resource_pk, COMP.c.patient_id).where(
@@ -120,15 +121,30 @@ class AuditTrail:
         wrote, hint = self.wrote, self.patients_hint
         # A batch completes once per entry.
         self.seen, self.written, self.wrote, self.patients_hint = {}, {}, {}, set()
-        records = await self._records(store, touched, hint, self.target if failed else None)
+        target = self.target if failed else None
+        # A patient's refused request about a resource: on her own trail too, as below.
+        own = self.principal.compartment_patient if (
+            target is not None and self.principal.is_patient) else None
+        records = await self._records(store, touched, hint, target, own)
         if not records:
             return
+        elsewhere = None
+        if target is not None and own in records and f"{target[0]}/{target[1]}" not in records[own]:
+            # What she asked for is not in her record (someone else's, or nothing): her trail
+            # records the type only, the same either way; an id, an error text or a query
+            # could name its owner, or tell the two apart.
+            elsewhere = target[0]
         query = self.query[:1000] if self.query is not None else None
         detail = detail[:1000] if detail else None
         named = {text: await _patients_named(store, text) for text in (query, detail) if text}
-        events = [self.event(patient, outcome, refs,
-                             query if query and named[query] <= {patient} else None,
-                             detail if detail and named[detail] <= {patient} else None)
+
+        def kept(text: str | None, patient: str) -> str | None:
+            if not text or (elsewhere is not None and patient == own):
+                return None
+            return text if named[text] <= {patient} else None
+
+        events = [self.event(patient, outcome, refs, kept(query, patient), kept(detail, patient),
+                             elsewhere if patient == own else None)
                   for patient, refs in sorted(records.items())]
         system = ResourceStore(store.conn, store.config, SystemAccess())
         # One INSERT per event for its resource row (the store hands out the pk), then one
@@ -199,10 +215,11 @@ class AuditTrail:
                    if self.client_address else {})}
 
     def event(self, patient: str, outcome: int, refs: set[str], query: str | None,
-              detail: str | None) -> dict[str, Any]:
+              detail: str | None, elsewhere: str | None = None) -> dict[str, Any]:
         """The AuditEvent about one patient: that patient, what of their record was touched,
         the query and the error text only when they name no one else's record, and only
-        that patient's Consents."""
+        that patient's Consents; `elsewhere`: the type of what the patient herself asked for
+        outside her record."""
         p = self.principal
         agents: list[dict[str, Any]] = [self._requestor(patient)]
         if p.client_id:
@@ -219,6 +236,10 @@ class AuditTrail:
                       "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
                                "code": "2", "display": "System Object"}}
                      for ref in sorted(refs - {f"Patient/{patient}"})[:MAX_ENTITIES]]
+        if elsewhere is not None:
+            entities.append({"type": {"system": "http://hl7.org/fhir/resource-types",
+                                      "code": elsewhere},
+                             "description": f"A {elsewhere} not in this record, or none"})
         if query is not None:
             entities.append({"type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
                                       "code": "2"},
