@@ -38,6 +38,7 @@ COMP = cast(Table, Compartment.__table__)
 RES = Resource.__table__
 LABEL = ResourceLabel.__table__
 TOKEN = IdxToken.__table__
+PATIENT = RES.alias("audit_patient")
 DATA_CATEGORY = "https://pgo-work.nl/fhir/CodeSystem/data-category"
 AUDIT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
 INTERACTION = "http://hl7.org/fhir/restful-interaction"
@@ -91,12 +92,17 @@ class AuditTrail:
         """patient -> the references of what the request touched in that patient's record,
         for every existing Patient whose record it touched (and `own`, the caller's)."""
         records: dict[str, set[str]] = {patient: set() for patient in hint | {own} if patient}
+        confirmed: set[str] = set()
         pks = list(touched)
         for i in range(0, len(pks), 500):
-            rows = await store.conn.execute(select(COMP.c.resource_pk, COMP.c.patient_id).where(
-                COMP.c.resource_pk.in_(pks[i:i + 500])))
+            rows = await store.conn.execute(
+                select(COMP.c.resource_pk, COMP.c.patient_id)
+                .join(PATIENT, (PATIENT.c.resource_type == "Patient")
+                      & (PATIENT.c.id == COMP.c.patient_id))
+                .where(COMP.c.resource_pk.in_(pks[i:i + 500])))
             for row in rows:
                 records.setdefault(row.patient_id, set()).add(touched[row.resource_pk])
+                confirmed.add(row.patient_id)
         if target is not None:
             # A refused or failed request about one resource is on its owner's record too, and
             # names what was asked for there (only there: the owner is the one to learn of it).
@@ -109,7 +115,9 @@ class AuditTrail:
                 records.setdefault(patient, set()).add(f"{rtype}/{rid}")
         # A reference to a Patient that does not exist is no one's record (yet): an AuditEvent
         # in it would be read by whoever is later created with that id.
-        existing = await _existing_patients(store, set(records))
+        unconfirmed = set(records) - confirmed
+        existing = confirmed | (await _existing_patients(store, unconfirmed) if unconfirmed
+                                else set())
         return {patient: refs for patient, refs in records.items() if patient in existing}
 
     async def finish(self, store: ResourceStore, outcome: int, detail: str | None = None) -> None:
