@@ -228,3 +228,26 @@ def test_a_count_naming_a_patient_without_consent_keeps_the_query_off_the_other_
     # Nothing was counted in Bob's record, so his trail has nothing of the oncologist's.
     as_bob = patient_headers(settings, bob.patient)["patient"]
     assert _by(_events(anon, as_bob, patient=bob.patient), onc_user) == []
+
+
+def test_a_conditional_create_that_matches_is_audited(
+        anon: TestClient, settings: Settings, actors: Actors, record: Record, tag: str) -> None:
+    """It hands back what matched (200) or says that several did (412): both touched the
+    record, though nothing was written."""
+    own = patient_headers(settings, record.patient)["patient"]
+    grant(anon, record.patient, [actors.permit("oncologist", actions=("access", "correct"))],
+          f"{tag}-consent", headers=own)
+    onc, onc_user = actors.headers["oncologist"], actors.fhir_user["oncologist"]
+    body = {k: v for k, v in record.bodies["work-context"].items() if k not in ("id", "meta")}
+    matched = post(anon, "Observation", body, onc,
+                   {"If-None-Exist": f"_id={record.ids['work-context']}"})
+    assert matched.status_code == 200, matched.text
+    several = post(anon, "Observation", body, onc,
+                   {"If-None-Exist": f"subject=Patient/{record.patient}"})
+    assert several.status_code == 412, several.text
+
+    events = _by(_events(anon, own, patient=record.patient), onc_user)
+    assert sorted((e["subtype"][0]["code"], e["outcome"]) for e in events) == [
+        ("create", "0"), ("create", "4")]
+    found = next(e for e in events if e["outcome"] == "0")
+    assert record.ref("work-context") in _what(found)

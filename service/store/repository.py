@@ -482,7 +482,11 @@ class ResourceStore:
         where = Compiler(self.access.visible, self.config.base_url).where(
             R, req.resource_type, req.criteria)
         stmt = select(R).where(*where).order_by(R.c.pk).limit(limit)
-        return [_current(row) for row in (await self._query(stmt)).mappings()]
+        found = [_current(row) for row in (await self._query(stmt)).mappings()]
+        # What the interaction acts on, hands back (a conditional create's match) or counts
+        # (412): on the audit like anything a search returns.
+        self.access.seen(found)
+        return found
 
     # -- history ------------------------------------------------------------------------
     async def history(self, resource_type: str | None, rid: str | None, since: datetime | None,
