@@ -251,3 +251,26 @@ def test_a_conditional_create_that_matches_is_audited(
         ("create", "0"), ("create", "4")]
     found = next(e for e in events if e["outcome"] == "0")
     assert record.ref("work-context") in _what(found)
+
+
+def test_a_query_naming_another_patient_by_identifier_is_kept_off_the_trail(
+        anon: TestClient, client: TestClient, settings: Settings, actors: Actors,
+        record: Record, bob: Record, tag: str) -> None:
+    system = "http://fhir.nl/fhir/NamingSystem/bsn"
+    bsn = {record.patient: f"1{tag[:8]}", bob.patient: f"2{tag[:8]}"}
+    for pid, value in bsn.items():
+        patient = client.get(f"/fhir/Patient/{pid}").json()
+        patient["identifier"] = [{"system": system, "value": value}]
+        assert client.put(f"/fhir/Patient/{pid}", json=patient).status_code == 200
+    own = patient_headers(settings, record.patient)["patient"]
+    grant(anon, record.patient, [actors.permit("oncologist")], f"{tag}-consent", headers=own)
+    onc, onc_user = actors.headers["oncologist"], actors.fhir_user["oncologist"]
+    for values in ([bsn[record.patient]], [bsn[record.patient], bsn[bob.patient]]):
+        resp = anon.get("/fhir/Condition", params={
+            "subject:Patient.identifier": ",".join(f"{system}|{v}" for v in values)},
+            headers=onc)
+        assert resp.status_code == 200 and resp.json()["total"] == 1, resp.text
+
+    queries = [_query(e) for e in _by(_events(anon, own, patient=record.patient), onc_user)]
+    assert sorted(q is None for q in queries) == [False, True]  # Bob's BSN: no query
+    assert not [q for q in queries if q and bsn[bob.patient] in q]
