@@ -1,11 +1,15 @@
-"""Audit: one AuditEvent per request that touches patient data, in the style of IHE BALP.
+"""Audit: one AuditEvent per patient whose record a request touched, in the style of IHE BALP.
 
-The trail collects what the store returned and wrote during the request; `finish` writes the
-AuditEvent through the same connection before commit, so a write and its AuditEvent commit
-together and a read that cannot be audited does not happen. A failed request is audited in a
-transaction of its own after the rollback. Each AuditEvent names the patient(s) as entities,
-which puts it in their compartment: `AuditEvent?patient=...` is the patient's answer to "who
-looked at my work data, when, and why".
+The trail collects what the store returned, counted and wrote during the request; `finish`
+writes the AuditEvents through the same connection before commit, so a write and its
+AuditEvents commit together and a read that cannot be audited does not happen. A failed request
+is audited in a transaction of its own after the rollback.
+
+Each AuditEvent is about one patient: it names that patient as its entity (which alone puts it
+in their compartment, `CompartmentDefinition-patient`: AuditEvent by `entity`, never by the
+agent), only that patient's resources and Consents, and the query and error text only when they
+name no other patient's record. `AuditEvent?patient=...` is so the patient's answer to "who
+looked at my work data, when, and why" and shows them no one else; the operator sees every copy.
 
 A professional's write into a patient's record (under a Consent that permits writing) also
 leaves a Provenance per resource written: who wrote it, on whose behalf (the patient), and under
@@ -14,23 +18,27 @@ which Consent(s) (`policy`). It commits with the write, like the AuditEvent.
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, cast
+from urllib.parse import unquote_plus
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, select, union
 
 from ..fhir import dates
 from ..store.access import SystemAccess
 from ..store.records import StoredResource
 from ..store.repository import ResourceStore
-from ..store.tables import Compartment, Resource, ResourceLabel
+from ..store.tables import Compartment, IdxToken, Resource, ResourceLabel
 from .principal import Principal
 
 COMP = cast(Table, Compartment.__table__)
 RES = Resource.__table__
 LABEL = ResourceLabel.__table__
+TOKEN = IdxToken.__table__
+PATIENT = RES.alias("audit_patient")
 DATA_CATEGORY = "https://pgo-work.nl/fhir/CodeSystem/data-category"
 AUDIT_TYPE = "http://terminology.hl7.org/CodeSystem/audit-event-type"
 INTERACTION = "http://hl7.org/fhir/restful-interaction"
@@ -40,6 +48,8 @@ ACTIONS = {"read": "R", "vread": "R", "search-type": "E", "search-system": "E", 
 MAX_ENTITIES = 200
 PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
+_WORD = re.compile(r"[A-Za-z0-9\-.]+")
+"""What an id (and most identifier values) is made of; a text is read as these words."""
 
 
 @dataclass
@@ -48,12 +58,13 @@ class AuditTrail:
     interaction: str = "read"
     query: str | None = None
     client_address: str | None = None
-    consents: set[str] = field(default_factory=set)
     purposes_of: Callable[[], list[dict[str, Any]]] | None = None
     """AuditEvent.purposeOfEvent for this request (known once the access policy is open)."""
     seen: dict[int, str] = field(default_factory=dict)
     written: dict[int, str] = field(default_factory=dict)
     patients_hint: set[str] = field(default_factory=set)
+    """Records the request touched without a resource to show for it: a refused write's
+    target record, the records a count-only search counted in."""
     target: tuple[str, str] | None = None
     consent_lookup: Any = None
     """A function patient -> Consent ids that grant this caller access (from ConsentPolicy)."""
@@ -75,40 +86,79 @@ class AuditTrail:
             if wrote:
                 self.wrote[r.pk] = r
 
-    async def _patients(self, store: ResourceStore, failed: bool) -> set[str]:
-        pks = list({**self.seen, **self.written})
-        found: set[str] = set(self.patients_hint)
-        if failed and self.target is not None:
-            # A refused or failed request about one resource is on that patient's record too.
-            rtype, rid = self.target
+    async def _records(self, store: ResourceStore, touched: dict[int, str], hint: set[str],
+                       target: tuple[str, str] | None,
+                       own: str | None) -> dict[str, set[str]]:
+        """patient -> the references of what the request touched in that patient's record,
+        for every existing Patient whose record it touched (and `own`, the caller's)."""
+        records: dict[str, set[str]] = {patient: set() for patient in hint | {own} if patient}
+        confirmed: set[str] = set()
+        pks = list(touched)
+        for i in range(0, len(pks), 500):
+            rows = await store.conn.execute(
+                select(COMP.c.resource_pk, COMP.c.patient_id)
+                .join(PATIENT, (PATIENT.c.resource_type == "Patient")
+                      & (PATIENT.c.id == COMP.c.patient_id))
+                .where(COMP.c.resource_pk.in_(pks[i:i + 500])))
+            for row in rows:
+                records.setdefault(row.patient_id, set()).add(touched[row.resource_pk])
+                confirmed.add(row.patient_id)
+        if target is not None:
+            # A refused or failed request about one resource is on its owner's record too, and
+            # names what was asked for there (only there: the owner is the one to learn of it).
+            rtype, rid = target
             rows = await store.conn.execute(
                 select(COMP.c.patient_id).join(RES, RES.c.pk == COMP.c.resource_pk).where(
                     RES.c.resource_type == rtype, RES.c.id == rid))
-            found.update(r.patient_id for r in rows)
-            if rtype == "Patient" and await _exists(store, rid):
-                found.add(rid)
-        for i in range(0, len(pks), 500):
-            rows = await store.conn.execute(select(COMP.c.patient_id).where(
-                COMP.c.resource_pk.in_(pks[i:i + 500])).distinct())
-            found.update(r.patient_id for r in rows)
-        return found
+            owners = {r.patient_id for r in rows} | ({rid} if rtype == "Patient" else set())
+            for patient in owners:
+                records.setdefault(patient, set()).add(f"{rtype}/{rid}")
+        # A reference to a Patient that does not exist is no one's record (yet): an AuditEvent
+        # in it would be read by whoever is later created with that id.
+        unconfirmed = set(records) - confirmed
+        existing = confirmed | (await _existing_patients(store, unconfirmed) if unconfirmed
+                                else set())
+        return {patient: refs for patient, refs in records.items() if patient in existing}
 
     async def finish(self, store: ResourceStore, outcome: int, detail: str | None = None) -> None:
-        """Write the AuditEvent when the request touched a patient's record."""
+        """Write one AuditEvent per patient whose record the request touched (IHE BALP), each
+        naming only that patient and what of theirs was touched."""
         failed = outcome >= 400
-        patients = await self._patients(store, failed)
         # What a failed request wrote was rolled back: it never existed, so it is not named.
-        touched, wrote = (self.seen, {} if failed else self.written), self.wrote
+        touched = {**self.seen, **({} if failed else self.written)}
+        wrote, hint = self.wrote, self.patients_hint
         # A batch completes once per entry.
         self.seen, self.written, self.wrote, self.patients_hint = {}, {}, {}, set()
-        if not patients:
+        target = self.target if failed else None
+        # A patient's refused request about a resource: on her own trail too, as below.
+        own = self.principal.compartment_patient if (
+            target is not None and self.principal.is_patient) else None
+        records = await self._records(store, touched, hint, target, own)
+        if not records:
             return
-        if self.consent_lookup is not None:
-            for patient in patients:
-                self.consents.update(self.consent_lookup(patient))
-        event = self.event(patients, outcome, detail, touched)
+        elsewhere = None
+        if target is not None and own in records and f"{target[0]}/{target[1]}" not in records[own]:
+            # What she asked for is not in her record (someone else's, or nothing): her trail
+            # records the type only, the same either way; an id, an error text or a query
+            # could name its owner, or tell the two apart.
+            elsewhere = target[0]
+        query = self.query[:1000] if self.query is not None else None
+        detail = detail[:1000] if detail else None
+        named = {text: await _patients_named(store, text) for text in (query, detail) if text}
+
+        def kept(text: str | None, patient: str) -> str | None:
+            if not text or (elsewhere is not None and patient == own):
+                return None
+            return text if named[text] <= {patient} else None
+
+        events = [self.event(patient, outcome, refs, kept(query, patient), kept(detail, patient),
+                             elsewhere if patient == own else None)
+                  for patient, refs in sorted(records.items())]
         system = ResourceStore(store.conn, store.config, SystemAccess())
-        await system.create(event)
+        # One INSERT per event for its resource row (the store hands out the pk), then one
+        # multi-row INSERT per index table for all of them at the flush.
+        for event in events:
+            await system.create(event)
         await system.flush()
         if not failed and self.write_consent_lookup is not None and wrote:
             for _patient, provenance in await self._provenances(store, wrote):
@@ -153,45 +203,61 @@ class AuditTrail:
                 }))
         return out
 
-    def event(self, patients: set[str], outcome: int, detail: str | None,
-              touched: tuple[dict[int, str], dict[int, str]]) -> dict[str, Any]:
+    def _requestor(self, patient: str) -> dict[str, Any]:
+        """The agent who asked. A patient asking about someone else's record (always refused:
+        a patient reaches only their own) is not named in that record's copy: its owner learns
+        that another patient tried (and with which app, when), not who."""
         p = self.principal
+        agent: dict[str, Any] = {"type": {"coding": [{
+            "system": "http://dicom.nema.org/resources/ontology/DCM", "code": "110153",
+            "display": "Source Role ID"}]}, "requestor": True}
+        if p.is_patient and p.compartment_patient != patient:
+            return {**agent, "who": {"display": "another patient"},
+                    **({"role": [{"text": p.role}]} if p.role else {})}
         who: dict[str, Any] = {"reference": p.fhir_user} if p.fhir_user else {
             "identifier": {"system": "urn:ietf:rfc:3986", "value": p.subject or "unknown"}}
-        agents: list[dict[str, Any]] = [{
-            "type": {"coding": [{"system": "http://dicom.nema.org/resources/ontology/DCM",
-                                 "code": "110153", "display": "Source Role ID"}]},
-            "who": who,
-            **({"altId": p.subject} if p.subject else {}),
-            "requestor": True,
-            **({"role": [{"text": p.role}]} if p.role else {}),
-            **({"network": {"address": self.client_address, "type": "2"}}
-               if self.client_address else {}),
-        }]
+        return {**agent, "who": who,
+                **({"altId": p.subject} if p.subject else {}),
+                **({"role": [{"text": p.role}]} if p.role else {}),
+                **({"network": {"address": self.client_address, "type": "2"}}
+                   if self.client_address else {})}
+
+    def event(self, patient: str, outcome: int, refs: set[str], query: str | None,
+              detail: str | None, elsewhere: str | None = None) -> dict[str, Any]:
+        """The AuditEvent about one patient: that patient, what of their record was touched,
+        the query and the error text only when they name no one else's record, and only
+        that patient's Consents; `elsewhere`: the type of what the patient herself asked for
+        outside her record."""
+        p = self.principal
+        agents: list[dict[str, Any]] = [self._requestor(patient)]
         if p.client_id:
             agents.append({"who": {"identifier": {"system": "urn:ietf:rfc:6749#client_id",
                                                   "value": p.client_id}},
                            "requestor": False, "name": p.client_id})
         entities: list[dict[str, Any]] = [
-            {"what": {"reference": f"Patient/{pid}"},
+            {"what": {"reference": f"Patient/{patient}"},
              "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
                       "code": "1", "display": "Person"},
              "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role",
-                      "code": "1", "display": "Patient"}}
-            for pid in sorted(patients)]
-        refs = sorted(set(touched[0].values()) | set(touched[1].values()))[:MAX_ENTITIES]
+                      "code": "1", "display": "Patient"}}]
         entities += [{"what": {"reference": ref},
                       "type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
-                               "code": "2", "display": "System Object"}} for ref in refs]
-        if self.query is not None:
+                               "code": "2", "display": "System Object"}}
+                     for ref in sorted(refs - {f"Patient/{patient}"})[:MAX_ENTITIES]]
+        if elsewhere is not None:
+            entities.append({"type": {"system": "http://hl7.org/fhir/resource-types",
+                                      "code": elsewhere},
+                             "description": f"A {elsewhere} not in this record, or none"})
+        if query is not None:
             entities.append({"type": {"system": "http://terminology.hl7.org/CodeSystem/audit-entity-type",
                                       "code": "2"},
                              "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role",
                                       "code": "24", "display": "Query"},
-                             "description": self.query[:1000]})
+                             "description": query})
+        consents = self.consent_lookup(patient) if self.consent_lookup is not None else ()
         entities += [{"what": {"reference": f"Consent/{cid}"},
                       "description": "Consent that permitted this access"}
-                     for cid in sorted(self.consents)]
+                     for cid in sorted(consents)]
         event: dict[str, Any] = {
             "resourceType": "AuditEvent",
             "id": str(uuid.uuid4()),
@@ -207,14 +273,43 @@ class AuditTrail:
             "entity": entities,
         }
         if detail:
-            event["outcomeDesc"] = detail[:1000]
+            event["outcomeDesc"] = detail
         purposes = self.purposes_of() if self.purposes_of is not None else []
         if purposes:
             event["purposeOfEvent"] = purposes
         return event
 
 
-async def _exists(store: ResourceStore, patient_id: str) -> bool:
-    row = await store.conn.execute(select(RES.c.pk).where(RES.c.resource_type == "Patient",
-                                                          RES.c.id == patient_id))
-    return row.first() is not None
+async def _existing_patients(store: ResourceStore, patients: set[str]) -> set[str]:
+    """Those of `patients` that are (or were: a deleted Patient's record keeps its trail)
+    Patients on this server."""
+    found: set[str] = set()
+    ids = sorted(patients)
+    for i in range(0, len(ids), 500):
+        rows = await store.conn.execute(select(RES.c.id).where(
+            RES.c.resource_type == "Patient", RES.c.id.in_(ids[i:i + 500])))
+        found.update(r.id for r in rows)
+    return found
+
+
+async def _patients_named(store: ResourceStore, text: str) -> set[str]:
+    """The patients whose records a text the audit would copy (a query, an error message)
+    names: by their Patient id, by a Patient identifier value (a BSN), or by the id of a
+    resource in their record of a type the text names (the searched type included). It fails
+    closed: a word that is such an id counts as naming that record, whatever it meant. One
+    statement, on indexed columns."""
+    plain = unquote_plus(text)
+    words = sorted({w for w in _WORD.findall(plain) if len(w) <= 64})
+    if not words:
+        return set()
+    known = set(store.config.registry.types_with_params()) - {"Resource", "DomainResource"}
+    types = {w for w in words if w in known}  # the audit's queries start with the type
+    statements: list[Any] = [
+        select(COMP.c.patient_id).where(COMP.c.patient_id.in_(words)),
+        select(COMP.c.patient_id).join(TOKEN, TOKEN.c.resource_pk == COMP.c.resource_pk).where(
+            TOKEN.c.param == "Patient.identifier", TOKEN.c.code.in_(words))]
+    if types:
+        statements.append(select(COMP.c.patient_id).join(RES, RES.c.pk == COMP.c.resource_pk)
+                          .where(RES.c.resource_type.in_(sorted(types)), RES.c.id.in_(words)))
+    rows = await store.conn.execute(union(*statements))
+    return {row.patient_id for row in rows}

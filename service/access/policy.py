@@ -252,6 +252,10 @@ class Policies:
         if self.trail is not None:
             self.trail.observe(resources, wrote)
 
+    def counted(self, patients: set[str]) -> None:
+        if self.trail is not None:
+            self.trail.patients_hint.update(patients)
+
     @property
     def audited(self) -> bool:
         return self.trail is not None

@@ -334,6 +334,9 @@ class BundleProcessor:
             try:
                 req = _request(self.rt, entry, prefer, i)
                 write = req.method not in ("GET", "HEAD")
+                # Each entry is audited on its own, a search with its query.
+                access.start("batch", None if write else str(entry["request"]["url"]),
+                             (req.resource_type, req.id) if req.resource_type and req.id else None)
                 async with self.rt.store(access, write=write) as store:
                     resp = await dispatch(self.ix, store, req)
                 out.append(_response_entry(self.rt, resp))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, urlencode
 
 from fastapi import APIRouter, Depends, Path, Request
 from starlette.responses import Response
@@ -63,10 +63,19 @@ def interaction_name(handler_name: str, freq: FhirRequest) -> str:
     return handler_name.removeprefix("conditional_")
 
 
+def audit_query(freq: FhirRequest) -> str | None:
+    """The request as the audit records it (IHE BALP's query): what it was about and every
+    parameter, those a POST `_search` sent in its body too."""
+    if not freq.query:
+        return None
+    path = "/".join(p for p in (freq.resource_type, freq.id) if p)
+    return f"{path}?{urlencode(freq.query, safe='/|:,$')}"
+
+
 async def _run(rt: Runtime, access: AccessPolicy, request: Request, handler: Handler,
                freq: FhirRequest, write: bool) -> Response:
     target = (freq.resource_type, freq.id) if freq.resource_type and freq.id else None
-    access.start(interaction_name(handler.__name__, freq), request.url.query or None, target)
+    access.start(interaction_name(handler.__name__, freq), audit_query(freq), target)
     async with rt.store(access, write=write) as store:
         resp = await handler(store, freq)
     return fhir_response(request, resp.status, resp.body, resp.raw, resp.headers)

@@ -74,6 +74,10 @@ class AccessPolicy(Protocol):
     def seen(self, resources: list[Any], wrote: bool = False) -> None:
         """Resources the store returned to (or wrote for) the caller."""
 
+    def counted(self, patients: set[str]) -> None:
+        """Patients whose records held rows a count-only answer (`_summary=count`,
+        `_count=0`) was computed from: the caller learned about them without a resource."""
+
     @property
     def audited(self) -> bool:
         """Whether `complete` may write (so SQLite opens the transaction for writing)."""
@@ -109,6 +113,9 @@ class PolicyBase:
         return None
 
     def seen(self, resources: list[Any], wrote: bool = False) -> None:
+        return None
+
+    def counted(self, patients: set[str]) -> None:
         return None
 
     @property

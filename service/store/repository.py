@@ -510,6 +510,12 @@ class ResourceStore:
         rows = await self.conn.execute(select(COMP.c.patient_id).where(COMP.c.resource_pk == pk))
         return {r.patient_id for r in rows}
 
+    async def _owners_of(self, matches: Any) -> set[str]:
+        """The patients whose records hold the rows a (guarded) selection of pks yields."""
+        rows = await self._query(select(COMP.c.patient_id).where(
+            COMP.c.resource_pk.in_(matches)).distinct())
+        return {row.patient_id for row in rows}
+
     # -- search -------------------------------------------------------------------------
     async def search(self, req: SearchRequest) -> SearchPage:
         await self.flush()
@@ -522,6 +528,10 @@ class ResourceStore:
             total = (await self._query(
                 select(func.count()).select_from(r).where(*where))).scalar_one()
         if req.summary == "count" or req.count == 0:
+            if total and self.access.audited:
+                # The caller learned something about these records without being handed a
+                # resource: the audit names them all the same.
+                self.access.counted(await self._owners_of(select(r.c.pk).where(*where)))
             return SearchPage([], [], total)
         keys = [(compiler.sort_expr(r, k), k.descending) for k in req.sort] + [(r.c.pk, False)]
         order_sig = cursors.signature(req.sort)
@@ -569,7 +579,11 @@ class ResourceStore:
         where = Compiler(self.access.visible, self.config.base_url).where(
             R, req.resource_type, req.criteria)
         stmt = select(R).where(*where).order_by(R.c.pk).limit(limit)
-        return [_current(row) for row in (await self._query(stmt)).mappings()]
+        found = [_current(row) for row in (await self._query(stmt)).mappings()]
+        # What the interaction acts on, hands back (a conditional create's match) or counts
+        # (412): on the audit like anything a search returns.
+        self.access.seen(found)
+        return found
 
     # -- history ------------------------------------------------------------------------
     async def history(self, resource_type: str | None, rid: str | None, since: datetime | None,
