@@ -114,7 +114,8 @@ def test_a_step_done_before_the_deadline_is_done_with_its_evidence(client: TestC
     pa = milestones(timeline(client, case_id, day("2026-01-05", 60)))["probleemanalyse"]
     assert pa["status"] == "done-late"  # 2026-02-20 is day 47
     assert pa["evidence"] == {"reference": f"Observation/{evidence['id']}"}
-    early = create(client, sickness_case(tag, pid, "2026-01-05", extensions=[step("probleemanalyse", "2026-02-10")]))
+    early = create(client, sickness_case(tag, pid, "2026-01-05",
+                                         extensions=[step("probleemanalyse", "2026-02-10")]))
     assert status(timeline(client, early["id"], day("2026-01-05", 60)), "probleemanalyse") == "done"
 
 
@@ -237,7 +238,8 @@ def test_english_and_dutch(client: TestClient, demo: None) -> None:
     assert value(header, "language") == "en"
 
 
-@pytest.mark.parametrize(("params", "where"), [({"_language": "fr"}, "_language"), ({"date": "30-11-2026"}, "date")])
+@pytest.mark.parametrize(("params", "where"), [({"_language": "fr"}, "_language"),
+                                               ({"date": "30-11-2026"}, "date")])
 def test_bad_parameters(client: TestClient, demo: None, params: dict[str, str], where: str) -> None:
     resp = client.get("/fhir/EpisodeOfCare/case-sanne-2026/$poortwachter", params=params)
     assert resp.status_code == 400
