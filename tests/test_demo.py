@@ -26,7 +26,8 @@ from service.runtime import build_runtime
 PW = "https://pgo-work.nl/fhir/CodeSystem/pgo-work-observation"
 DEMO = f"{DEMO_TAG['system']}|{DEMO_TAG['code']}"
 RED_FLAG_SYSTEM = "https://pgo-work.nl/fhir/CodeSystem/late-effect-red-flag"
-PATIENTS = ["pat-anna", "pat-kees", "pat-ingrid", "pat-marieke", "pat-daan", "pat-peter"]
+PATIENTS = ["pat-anna", "pat-kees", "pat-ingrid", "pat-marieke", "pat-daan", "pat-peter", "pat-sanne",
+            "pat-johan"]
 
 
 def _seed(settings: Settings) -> dict[str, int]:

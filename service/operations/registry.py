@@ -104,10 +104,20 @@ class OperationRegistry:
 
 def default_registry() -> OperationRegistry:
     """Every operation pgo-work offers; each module contributes its own `OPERATIONS`."""
-    from . import everything, extract, progress, red_flags, terminology_ops, validate, work_summary
+    from . import (
+        everything,
+        extract,
+        poortwachter,
+        progress,
+        red_flags,
+        terminology_ops,
+        validate,
+        work_summary,
+    )
 
     registry = OperationRegistry()
-    for module in (everything, validate, terminology_ops, extract, red_flags, progress, work_summary):
+    for module in (everything, validate, terminology_ops, extract, red_flags, progress, work_summary,
+                   poortwachter):
         for op in module.OPERATIONS:
             registry.register(op)
     return registry
