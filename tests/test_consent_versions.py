@@ -273,10 +273,12 @@ def test_a_permit_with_a_data_period_grants_only_what_lies_within_it(
     provision["dataPeriod"] = DENIED_2020
     grant(client, record.patient, [provision], record.tag)
     tag, pid = record.tag, record.patient
-    inside = [create(client, _goal(tag, pid, "2020-05-01")),
+    inside = [create(client, {**_goal(tag, pid, "2020-05-01"), "lifecycleStatus": "completed",
+                              "statusDate": "2020-09-01"}),
               create(client, _observation(tag, pid, FATIGUE, effectivePeriod={
                   "start": "2020-02-01", "end": "2020-03-01"})),
               create(client, _condition(tag, pid, onsetDateTime="2020-02-01",
+                                        abatementDateTime="2020-03-01",
                                         recordedDate="2020-02-03"))]
     outside = [create(client, _observation(tag, pid, FATIGUE, effectivePeriod={
                    "start": "2019-11-01", "end": "2020-02-01"})),

@@ -19,6 +19,8 @@ class IndexRows:
     rows: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     patients: set[str] = field(default_factory=set)
     labels: set[tuple[str, str]] = field(default_factory=set)
+    ongoing: set[str] = field(default_factory=set)
+    """Keys of the date parameters whose `ongoing` rule holds: the dates run on, open-ended."""
 
     def add(self, kind: str, row: dict[str, Any]) -> None:
         self.rows.setdefault(kind, []).append(row)
@@ -37,8 +39,14 @@ def version_facts(rows: IndexRows) -> tuple[list[dict[str, Any]], list[dict[str,
     codes = sorted({(r["system"], r["code"]) for r in rows.rows.get("token", [])
                     if r["param"].endswith("." + CODE_PARAM) and r["code"]},
                    key=lambda c: (c[0] or "", c[1]))
-    periods = sorted({(r["low"], r["high"]) for r in rows.rows.get("date", [])
-                      if r["param"].endswith("." + CLINICAL_DATE_PARAM)})
+    dated = [r for r in rows.rows.get("date", []) if r["param"].endswith("." + CLINICAL_DATE_PARAM)]
+    spans = {(r["low"], r["high"]) for r in dated}
+    if any(r["param"] in rows.ongoing for r in dated):
+        # Ongoing (an active Condition without abatement, a Goal not yet completed): it is
+        # the patient's data from its earliest date on, up to now and beyond, so its span has
+        # no end. Undated data stays undated (a deny already covers it, a permit never).
+        spans.add((min(low for low, _ in spans), dates.MAX_DT))
+    periods = sorted(spans)
     return ([{"system": s, "code": c} for s, c in codes],
             [{"low": low, "high": high} for low, high in periods])
 
@@ -106,6 +114,8 @@ class Indexer:
                 values = []
             for value in values:
                 self._rows(param, value, out)
+            if param.ongoing is not None and param.ongoing(resource):
+                out.ongoing.add(param.key)
         for sec in resource.get("meta", {}).get("security", []) or []:
             if sec.get("code"):
                 out.labels.add((sec.get("system") or "", sec["code"]))

@@ -39,6 +39,10 @@ class SearchParam:
     )
     roots: frozenset[str] | None = field(default=None, compare=False, repr=False)
     """Top-level elements the expression reads; when none is present, nothing to index."""
+    ongoing: Callable[[dict[str, Any]], bool] | None = field(
+        default=None, compare=False, repr=False)
+    """For a date parameter with the extension `clinical-date-ongoing`: whether a resource's
+    dates run on past the latest of them (an active Condition without abatement)."""
 
     @property
     def key(self) -> str:
@@ -193,6 +197,33 @@ def _compile(expression: str, base: str = "") -> Callable[[dict[str, Any]], list
     return run
 
 
+CLINICAL_DATE_ONGOING = "https://pgo-work.nl/fhir/StructureDefinition/clinical-date-ongoing"
+"""On a date SearchParameter (our `clinical-date`s): a FHIRPath boolean telling when the
+resource is still going on, so its clinical time has an open end (`indexer.version_facts`)."""
+
+
+def _compile_ongoing(expression: str) -> Callable[[dict[str, Any]], bool]:
+    """A FHIRPath boolean, compiled once: true only when it yields exactly `true`. The rules
+    in the profiles are written so that missing data yields true (an unknown end is open);
+    an expression that cannot be evaluated on a resource counts as true too (fail closed)."""
+    fn = fhirpath_compile(expression, _R4)
+
+    def run(resource: dict[str, Any]) -> bool:
+        try:
+            result = fn(resource, {})
+        except Exception:  # noqa: BLE001 - cannot tell: the data may still be going on
+            return True
+        return bool(result == [True] or result is True)
+
+    return run
+
+
+def _ongoing_rule(sp: dict[str, Any]) -> str | None:
+    rules = [ext.get("valueString") for ext in sp.get("extension", []) or []
+             if ext.get("url") == CLINICAL_DATE_ONGOING and ext.get("valueString")]
+    return rules[0] if rules else None
+
+
 COMPARTMENT_INHERIT = "https://pgo-work.nl/fhir/StructureDefinition/compartment-inherit"
 
 
@@ -234,6 +265,7 @@ class SearchParamRegistry:
     def _add(self, sp: dict[str, Any], base: str) -> None:
         code = sp["code"]
         expression = sp.get("expression", "")
+        ongoing = _ongoing_rule(sp) if sp["type"] == "date" else None
         param = SearchParam(
             code=code,
             base=base,
@@ -245,6 +277,7 @@ class SearchParamRegistry:
             description=sp.get("description", ""),
             evaluate=_compile(expression, base) if expression and code not in COLUMN_PARAMS else None,
             roots=_roots(_RESOLVE_RE.sub("", expression), base) if expression else None,
+            ongoing=_compile_ongoing(ongoing) if ongoing else None,
         )
         if base in ("Resource", "DomainResource"):
             self._common[code] = param
