@@ -51,3 +51,18 @@ def test_upgrade_from_empty_matches_models_and_downgrade_to_empty(kind: str, tmp
         assert set(Base.metadata.tables) <= tables and diffs == []
     finally:
         drop()
+
+
+def test_every_migration_file_is_one_step_of_one_chain() -> None:
+    """Two files claiming the same revision make Alembic keep one of them silently (a merge
+    that renumbers a file but not its header hides a migration): every file must be a step of
+    a single linear chain from the base to one head."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    root = Path(__file__).resolve().parents[1]
+    script = ScriptDirectory.from_config(Config(str(root / "alembic.ini")))
+    files = sorted(p.stem for p in (root / "migrations" / "versions").glob("[0-9]*.py"))
+    chain = [rev.revision for rev in reversed(list(script.walk_revisions()))]
+    assert script.get_heads() == [chain[-1]]
+    assert [f.split("_", 1)[0] for f in files] == chain, (files, chain)
