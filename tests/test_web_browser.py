@@ -213,6 +213,7 @@ def test_consent_given_seen_and_withdrawn_in_the_browser(browser: Any, app_url: 
     log = anna.main_text()
     assert re.search(r"dr\. Pieter Jansen, bedrijfsarts, bekeek .* "
                      r"toegestaan door uw toestemming van", log), log
+    assert re.search(r"dr\. Pieter Jansen, bedrijfsarts, probeerde .* Dat is geweigerd", log), log
     anna.shot("07-patient-access-log")
     assert not anna.problems and not doctor.problems, anna.problems + doctor.problems
 

@@ -48,7 +48,8 @@ export function readEvent(event, people, labels, consents) {
   const allowedBy = (event.entity || []).filter((e) => e.what && (e.what.reference || '').startsWith('Consent/')
     && /permitted/.test(e.description || '')).map((e) => e.what.reference);
   const categories = [...new Set(data.flatMap((r) => labels.get(r) || []))];
-  const types = [...new Set(data.map((r) => splitRef(r)[0]))];
+  const types = data.length ? [...new Set(data.map((r) => splitRef(r)[0]))]
+    : refs.some((r) => r.startsWith('Patient/')) ? ['Patient'] : [];
   return {
     id: event.id, ref, when: event.recorded, refused: event.outcome !== '0', reason: event.outcomeDesc,
     who: person ? person.name : ref ? ref : L('iemand zonder naam', 'someone without a name'),

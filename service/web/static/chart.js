@@ -5,8 +5,9 @@
 import { h, s, uid } from './dom.js';
 import { fmtDate, fmtNumber, L } from './i18n.js';
 
-const W = 720;
 const H = 300;
+/** Drawn at the width it is shown at (a phone gets a narrower picture, not smaller text). */
+const width = () => Math.max(320, Math.min(720, (window.innerWidth || 720) - 56));
 const PAD = { left: 48, right: 16, top: 16, bottom: 36 };
 const DAY = 86400000;
 
@@ -35,10 +36,11 @@ function niceStep(raw) {
   return (unit <= 1 ? 1 : unit <= 2 ? 2 : unit <= 5 ? 5 : 10) * power;
 }
 
-function monthTicks(from, to) {
+function monthTicks(from, to, room) {
   const out = [];
   const months = (to.getFullYear() - from.getFullYear()) * 12 + to.getMonth() - from.getMonth();
-  const every = months <= 8 ? 1 : months <= 18 ? 2 : months <= 36 ? 6 : 12;
+  const most = Math.max(2, Math.floor(room / 56));
+  const every = [1, 2, 3, 6, 12, 24].find((n) => months / n <= most) || 24;
   const d = new Date(from.getFullYear(), from.getMonth() + 1, 1);
   while (d <= to) {
     if (d.getMonth() % every === 0) out.push(new Date(d));
@@ -52,6 +54,7 @@ function monthTicks(from, to) {
  * (start/end are Dates; end null = ongoing); bands: [{start, end, label}] shaded behind (sick leave).
  */
 export function timeChart({ title, description, unit, from, to, series, bands = [] }) {
+  const W = width();
   const values = series.flatMap((x) => x.points.map((p) => p.value));
   const yMax = Math.max(1, ...values) * 1.1;
   const x = (d) => PAD.left + ((d - from) / (to - from)) * (W - PAD.left - PAD.right);
@@ -70,7 +73,7 @@ export function timeChart({ title, description, unit, from, to, series, bands = 
     svg.append(s('line', { x1: PAD.left, x2: W - PAD.right, y1: y(t), y2: y(t), class: 'grid' }),
       s('text', { x: PAD.left - 6, y: y(t) + 4, class: 'axis-label', 'text-anchor': 'end' }, fmtNumber(t, 0)));
   }
-  for (const t of monthTicks(from, to)) {
+  for (const t of monthTicks(from, to, W - PAD.left - PAD.right)) {
     const label = t.getMonth() === 0 ? String(t.getFullYear())
       : t.toLocaleDateString(document.documentElement.lang === 'en' ? 'en-GB' : 'nl-NL', { month: 'short' });
     svg.append(s('line', { x1: x(t), x2: x(t), y1: H - PAD.bottom, y2: H - PAD.bottom + 4, class: 'axis' }),
@@ -117,8 +120,10 @@ export function timeChart({ title, description, unit, from, to, series, bands = 
 
 /** Horizontal bars per category; series: [{label, cls, values: [number|null per category]}]. */
 export function barChart({ title, description, categories, series, max, valueLabel }) {
+  const W = width();
   const rowH = 18 * series.length + 14;
-  const left = 300;
+  const left = Math.round(W * 0.42);
+  const fits = Math.floor(left / 6.6);
   const height = PAD.top + categories.length * rowH + 28;
   const x = (v) => left + (v / max) * (W - left - PAD.right);
   const svg = s('svg', { viewBox: `0 0 ${W} ${height}`, class: 'chart-svg', focusable: 'false' });
@@ -128,7 +133,7 @@ export function barChart({ title, description, categories, series, max, valueLab
   }
   categories.forEach((category, i) => {
     const top = PAD.top + i * rowH;
-    const short = category.length > 42 ? `${category.slice(0, 41)}…` : category;
+    const short = category.length > fits ? `${category.slice(0, fits - 1)}…` : category;
     svg.append(s('text', { x: left - 8, y: top + rowH / 2 + 2, class: 'axis-label', 'text-anchor': 'end' }, short, s('title', {}, category)));
     series.forEach((serie, j) => {
       const v = serie.values[i];

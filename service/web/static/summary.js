@@ -13,7 +13,8 @@ function narrative(xhtml) {
   const copy = (node) => {
     if (node.nodeType === Node.TEXT_NODE) return document.createTextNode(node.textContent);
     if (node.nodeType !== Node.ELEMENT_NODE) return null;
-    const tag = node.tagName === 'H1' ? 'H2' : node.tagName;
+    if (/^H[1-6]$/.test(node.tagName)) return null;  // the page shows the section's title itself
+    const tag = node.tagName;
     const out = ALLOWED.has(tag) ? document.createElement(tag) : document.createElement('span');
     for (const child of node.childNodes) {
       const c = copy(child);
