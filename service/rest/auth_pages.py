@@ -115,7 +115,7 @@ def problem_page(message: str, lang: str) -> HTMLResponse:
 
 
 def login_page(endpoint: str, req: AuthorizeRequest, settings: Settings, lang: str,
-               error: str | None = None) -> HTMLResponse:
+               error: bool = False) -> HTMLResponse:
     fields = {**req.form_fields(), "ui_locales": lang}
     hidden = "".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
                      for k, v in fields.items())
