@@ -172,6 +172,7 @@ def test_consent_given_seen_and_withdrawn_in_the_browser(browser: Any, app_url: 
     anna.page.get_by_role("button", name="Zoeken").click()
     anna.page.get_by_label(re.compile("dr. Pieter Jansen")).check()
     anna.page.get_by_label(re.compile("Verzuim en uitkeringen")).check()
+    anna.page.get_by_label(re.compile("Mag ook gegevens toevoegen")).check()
     consequences = anna.page.locator(".consequences").inner_text()
     assert "dr. Pieter Jansen (bedrijfsarts) mag" in consequences
     assert "ziet geen diagnose" in consequences
@@ -192,16 +193,31 @@ def test_consent_given_seen_and_withdrawn_in_the_browser(browser: Any, app_url: 
     assert doctor.page.locator("figure.chart svg rect.c-worked").count() == 5
     doctor.shot("04-physician-patient")
 
+    # the consent lets the physician add information: a load-capacity profile through the form
+    doctor.click(doctor.page.get_by_role("link", name="Vragenlijst invullen voor deze patiënt"),
+                 "#/forms?patient=pat-anna")
+    doctor.click(doctor.page.get_by_role("link", name="Belastbaarheidsprofiel (ICF)"),
+                 "#/forms/load-capacity?patient=pat-anna")
+    doctor.page.get_by_label(re.compile("Datum van beoordeling")).fill("2026-12-01")
+    doctor.page.locator('[data-link-id="lc-b4552"] select').select_option("1")
+    doctor.page.get_by_role("button", name="Versturen").click()
+    doctor.page.wait_for_selector(".extracted, .notice-error")
+    doctor.shot("05-physician-questionnaire-extracted")
+    assert "Wat eruit is overgenomen" in doctor.main_text(), doctor.main_text()
+    doctor.go("#/patients/pat-anna")
+    capacity = doctor.page.locator('section[aria-labelledby="h-capacity"]').inner_text()
+    assert "Vorige: 22 juni 2026" in capacity and "Laatste: 1 december 2026" in capacity, capacity
+
     anna.click(anna.page.get_by_role("button", name=re.compile("Intrekken")), "#/consents")
     assert "ingetrokken" in anna.main_text() and "Ingetrokken" in anna.main_text()
-    anna.shot("05-patient-consent-withdrawn")
+    anna.shot("06-patient-consent-withdrawn")
 
     doctor.go("#/patients")
     assert "Anna de Vries" not in doctor.main_text()
     doctor.go("#/patients/pat-anna")
     assert "Niet met u gedeeld" in doctor.main_text()
     assert doctor.page.locator("figure.chart").count() == 0
-    doctor.shot("06-physician-after-withdrawal")
+    doctor.shot("07-physician-after-withdrawal")
 
     # the access token ran out: the refresh token keeps the session alive (and rotates)
     before = anna.page.evaluate("JSON.parse(sessionStorage.getItem('pgo-web.session')).refresh_token")
@@ -214,7 +230,7 @@ def test_consent_given_seen_and_withdrawn_in_the_browser(browser: Any, app_url: 
     assert re.search(r"dr\. Pieter Jansen, bedrijfsarts, bekeek .* "
                      r"toegestaan door uw toestemming van", log), log
     assert re.search(r"dr\. Pieter Jansen, bedrijfsarts, probeerde .* Dat is geweigerd", log), log
-    anna.shot("07-patient-access-log")
+    anna.shot("08-patient-access-log")
     assert not anna.problems and not doctor.problems, anna.problems + doctor.problems
 
 
@@ -230,7 +246,7 @@ def test_pages_work_on_a_phone_and_in_english(browser: Any, app_url: str,
         .filter((e) => e.getBoundingClientRect().right > 391).slice(0, 5)
         .map((e) => e.tagName + '.' + e.className + ' ' + (e.textContent || '').slice(0, 40))""")
     assert width <= 390, f"the page scrolls sideways on a phone ({width}px): {wide}"
-    anna.shot("08-phone-work-story-en")
+    anna.shot("09-phone-work-story-en")
     anna.page.get_by_role("button", name="Nederlands").click()
     anna.go("#/forms/late-effects-signals")
     symptoms = anna.page.locator('.q-choice[data-link-id^="le-"]')
@@ -239,12 +255,12 @@ def test_pages_work_on_a_phone_and_in_english(browser: Any, app_url: str,
     anna.page.locator('[data-link-id="le-fatigue"]').get_by_label("Matig").check()
     anna.page.get_by_role("button", name="Versturen").click()
     anna.page.wait_for_selector(".extracted, .notice-error")
-    anna.shot("09-phone-questionnaire-extracted")
+    anna.shot("10-phone-questionnaire-extracted")
     assert "Wat eruit is overgenomen" in anna.main_text(), anna.main_text()
     assert "Matig" in anna.page.locator(".extracted").inner_text()
-    anna.shot("09-phone-questionnaire-extracted")
+    anna.shot("10-phone-questionnaire-extracted")
     anna.go("#/summary")
     assert "Download als PDF" in anna.main_text()
     assert "diagnose" not in anna.page.locator(".preview").inner_text().lower()
-    anna.shot("10-phone-employer-summary")
+    anna.shot("11-phone-employer-summary")
     assert not anna.problems, anna.problems

@@ -35,6 +35,7 @@ export function describe(consent, people) {
     role: (role && role.code) || (person && person.role),
     organization: person ? person.organization : '',
     categories: (first.securityLabel || []).filter((l) => l.system === DATA_CATEGORY).map((l) => l.code),
+    write: (first.action || []).some((a) => ((a.coding || [])[0] || {}).code === 'collect'),
     purposes: first.purpose || [],
   };
 }
@@ -109,6 +110,7 @@ function consentCard(item, ctx, status) {
       item.organization ? ` ${item.organization}` : ''),
     h('p', {}, L('Mag zien: ', 'May see: '), item.categories.length ? item.categories.map(categoryName).join(', ')
       : L('alles wat de regels toelaten', 'everything the rules allow')),
+    item.write ? h('p', {}, L('Mag ook gegevens toevoegen (bijvoorbeeld een vragenlijst).', 'May also add information (a questionnaire, for example).')) : null,
     h('p', {}, L('Waarvoor: ', 'What for: '), item.purposes.map(purposeName).join(', ') || L('elk doel', 'any purpose')),
     h('p', {}, L('Wanneer: ', 'When: '), period, item.consent.dateTime ? h('span', { class: 'sub' },
       L(`Gegeven op ${fmtDate(item.consent.dateTime)}`, `Given on ${fmtDate(item.consent.dateTime)}`)) : null),
@@ -124,7 +126,7 @@ function withdrawn(consent) {
 }
 
 /** Build the Consent the server enforces: deny by default, one permit for the chosen person. */
-export function buildConsent({ patient, person, categories, purpose, start, end, base }) {
+export function buildConsent({ patient, person, categories, purpose, start, end, write, base }) {
   const purposeDef = PURPOSES.find((p) => p.code === purpose);
   const permit = {
     type: 'permit',
@@ -133,7 +135,7 @@ export function buildConsent({ patient, person, categories, purpose, start, end,
       role: { coding: [{ system: PROFESSIONAL_ROLE, code: person.role }] },
       reference: { reference: person.ref, display: person.name },
     }],
-    action: [{ coding: [{ system: CONSENT_ACTION, code: 'access' }] }],
+    action: ['access', ...(write ? ['collect'] : [])].map((code) => ({ coding: [{ system: CONSENT_ACTION, code }] })),
     securityLabel: categories.map((code) => ({ system: DATA_CATEGORY, code })),
   };
   if (purposeDef) permit.purpose = [{ system: purposeDef.system, code: purposeDef.code }];
@@ -152,7 +154,7 @@ export function buildConsent({ patient, person, categories, purpose, start, end,
 }
 
 /** The plain-words consequences of a choice, shown before saving. */
-export function consequences({ person, categories, purpose, start, end }) {
+export function consequences({ person, categories, purpose, start, end, write }) {
   const out = [];
   if (!person) return [L('Kies eerst een persoon.', 'First choose a person.')];
   const names = categories.map(categoryInSentence);
@@ -174,7 +176,10 @@ export function consequences({ person, categories, purpose, start, end }) {
     out.push(L('Een arbeidsdeskundige ziet medische gegevens alleen omdat u dat hier uitdrukkelijk kiest.',
       'A labour expert sees medical information only because you choose it explicitly here.'));
   }
-  out.push(L('Alleen lezen: deze toestemming laat niemand iets in uw dossier veranderen.', 'Reading only: this consent lets no one change anything in your record.'));
+  out.push(write
+    ? L(`${person.name} mag ook gegevens van deze soorten toevoegen, zoals een ingevulde vragenlijst. Wie wat schreef, blijft zichtbaar.`,
+      `${person.name} may also add information of these kinds, such as a completed questionnaire. Who wrote what stays visible.`)
+    : L('Alleen lezen: deze toestemming laat niemand iets in uw dossier veranderen.', 'Reading only: this consent lets no one change anything in your record.'));
   out.push(L('U kunt dit altijd wijzigen, pauzeren of intrekken; dat geldt meteen. Wie wat bekeek, ziet u bij "Wie keek er mee".',
     'You can change, pause or withdraw this at any time, and it applies at once. Who looked at what is shown under "Who looked".'));
   return out;
@@ -191,6 +196,7 @@ export async function grantPage(main, ctx, consentId) {
     purpose: prior && prior.purposes[0] ? prior.purposes[0].code : 'work-reintegration',
     start: prior && prior.period.start ? String(prior.period.start).slice(0, 10) : today(),
     end: prior ? (prior.period.end ? String(prior.period.end).slice(0, 10) : '') : isoDate(new Date(Date.now() + 182 * 86400000)),
+    write: prior ? prior.write : false,
   };
   const results = h('div', { class: 'results', 'aria-live': 'polite' });
   const summary = h('ul', { class: 'consequences' });
@@ -215,6 +221,11 @@ export async function grantPage(main, ctx, consentId) {
     return { code: c.code, box, node: h('div', { class: 'check' }, box, h('label', { for: id }, h('strong', {}, L(c.nl, c.en)), h('span', { class: 'sub' }, L(c.nlHelp, c.enHelp)))) };
   });
   const chosen = h('p', { class: 'chosen', 'aria-live': 'polite' });
+  const writeId = uid('write');
+  const writeBox = h('div', { class: 'check' },
+    h('input', { type: 'checkbox', id: writeId, name: 'write', checked: state.write, onchange: (e) => { state.write = e.target.checked; refresh(); } }),
+    h('label', { for: writeId }, h('strong', {}, L('Mag ook gegevens toevoegen', 'May also add information')),
+      h('span', { class: 'sub' }, L('bijvoorbeeld een belastbaarheidsprofiel of BAR-vragenlijst invullen voor u', 'for example fill in a load-capacity profile or BAR questionnaire for you'))));
 
   function refresh() {
     const employer = state.person && EMPLOYER_ROLES.includes(state.person.role);
@@ -255,7 +266,7 @@ export async function grantPage(main, ctx, consentId) {
     if (state.end && state.end < state.start) { replace(problem, notice(L('De einddatum ligt vóór de begindatum.', 'The end date is before the start date.'), 'error')); return; }
     const employer = EMPLOYER_ROLES.includes(state.person.role);
     const body = buildConsent({ patient: ctx.patient, person: state.person, purpose: state.purpose, start: state.start,
-      end: state.end || null, categories: state.categories.filter((c) => !(employer && c === 'medical')),
+      end: state.end || null, write: state.write, categories: state.categories.filter((c) => !(employer && c === 'medical')),
       base: existing ? { id: existing.id } : null });
     try {
       if (existing) await update(body); else await create(body);
@@ -280,7 +291,8 @@ export async function grantPage(main, ctx, consentId) {
           h('div', { class: 'field' }, h('label', { for: cityId }, L('Plaats', 'City')), cityInput)),
         h('button', { type: 'button', onclick: find }, L('Zoeken', 'Search')),
         results, chosen),
-      h('fieldset', { class: 'step' }, h('legend', {}, L('2. Welke gegevens?', '2. Which information?')), categoryBoxes.map((b) => b.node)),
+      h('fieldset', { class: 'step' }, h('legend', {}, L('2. Welke gegevens?', '2. Which information?')), categoryBoxes.map((b) => b.node),
+        h('hr', {}), writeBox),
       h('section', { class: 'step', 'aria-labelledby': 'h-why' },
         h('h2', { id: 'h-why' }, L('3. Waarvoor en hoe lang?', '3. What for and how long?')),
         h('div', { class: 'row' },

@@ -27,7 +27,12 @@ function text(owner, field) {
 
 async function options(item) {
   if (item.answerOption) {
-    return item.answerOption.map((o) => o.valueCoding || { code: o.valueString ?? o.valueInteger ?? o.valueDate, display: String(o.valueString ?? o.valueInteger ?? o.valueDate), plain: true });
+    return item.answerOption.map((o) => ({
+      ...(o.valueCoding
+        ? { ...o.valueCoding, display: text(o.valueCoding, 'display') || o.valueCoding.code }
+        : { code: o.valueString ?? o.valueInteger ?? o.valueDate, display: String(o.valueString ?? o.valueInteger ?? o.valueDate), plain: true }),
+      initial: Boolean(o.initialSelected),
+    }));
   }
   if (item.answerValueSet) {
     try {
@@ -60,13 +65,18 @@ async function renderItem(item, answers) {
   const id = uid(`q-${item.linkId}`);
   const wrap = h('div', { class: `q-item q-${item.type}`, 'data-link-id': item.linkId });
   let read = () => [];
+  // A group counts as answered only when the user answered something in it: a preselected
+  // default alone (initialSelected) does not make a half-filled group.
+  let touched = false;
+  wrap.addEventListener('change', () => { touched = true; });
+  wrap.addEventListener('input', () => { touched = true; });
   if (item.type === 'display') {
     wrap.append(h('p', { class: 'q-display' }, text(item, 'text')));
   } else if (item.type === 'group') {
     const inner = await renderItems(item.item || [], answers);
     wrap.append(h('fieldset', {}, h('legend', {}, text(item, 'text') || item.linkId), inner.nodes));
     return enableWrap(item, wrap, () => {
-      const sub = inner.collectors.flatMap((c) => c.collect());
+      const sub = touched ? inner.collectors.flatMap((c) => c.collect()) : [];
       return sub.length ? [{ linkId: item.linkId, text: item.text, item: sub }] : [];
     }, answers);
   } else if (item.type === 'boolean') {
@@ -82,7 +92,7 @@ async function renderItem(item, answers) {
     const opts = await options(item);
     if (opts.length && opts.length <= 6 && !item.repeats) {
       const name = uid('c');
-      const radios = opts.map((o) => h('input', { type: 'radio', name, id: uid('o'), value: o.code }));
+      const radios = opts.map((o) => h('input', { type: 'radio', name, id: uid('o'), value: o.code, checked: o.initial }));
       wrap.append(h('fieldset', {}, h('legend', {}, labelText(item)),
         h('div', { class: 'inline' }, opts.map((o, i) => h('span', { class: 'check' }, radios[i], h('label', { for: radios[i].id }, o.display || o.code))))));
       read = () => {
@@ -92,15 +102,17 @@ async function renderItem(item, answers) {
         return [o.plain ? { valueString: o.display } : { valueCoding: { system: o.system, code: o.code, display: o.display } }];
       };
       for (const r of radios) r.addEventListener('change', () => { answers.set(item.linkId, read()); answers.changed(); });
+      answers.set(item.linkId, read());
     } else if (opts.length) {
       const select = h('select', { id, multiple: item.repeats || null }, item.repeats ? null : h('option', { value: '' }, L('— kies —', '— choose —')),
-        opts.map((o) => h('option', { value: o.code }, o.display || o.code)));
+        opts.map((o) => h('option', { value: o.code, selected: o.initial }, o.display || o.code)));
       wrap.append(h('label', { for: id }, labelText(item)), select);
       read = () => [...select.selectedOptions].filter((o) => o.value).map((o) => {
         const opt = opts.find((x) => String(x.code) === o.value);
         return opt.plain ? { valueString: opt.display } : { valueCoding: { system: opt.system, code: opt.code, display: opt.display } };
       });
       select.addEventListener('change', () => { answers.set(item.linkId, read()); answers.changed(); });
+      answers.set(item.linkId, read());
     } else {
       const input = h('input', { id, type: 'text' });
       wrap.append(h('label', { for: id }, labelText(item)), input);

@@ -58,6 +58,12 @@ const comp = (obs, code) => (obs.component || []).find((c) => codeOf(c.code, PW)
 export function workFacts(observations, goals) {
   const pw = (code) => observations.filter((o) => codeOf(o.code, PW) === code);
   const hours = (o) => ({ ...span(o), value: o.valueQuantity ? Number(o.valueQuantity.value) : null });
+  // An ICF item belongs to the profile that lists it (hasMember): it is dated by that
+  // profile's assessment, so one assessment is one column however its items are dated.
+  const profileDate = new Map();
+  for (const profile of pw('load-capacity-profile')) {
+    for (const member of profile.hasMember || []) profileDate.set(member.reference, span(profile).start);
+  }
   return {
     contract: pw('contract-hours-per-week').map(hours).filter((p) => p.value !== null && p.start),
     worked: pw('worked-hours-per-week').map(hours).filter((p) => p.value !== null && p.start),
@@ -76,7 +82,7 @@ export function workFacts(observations, goals) {
     capacity: observations.filter((o) => codeOf(o.code, ICF)).map((o) => ({
       code: codeOf(o.code, ICF),
       label: ((o.code.coding || []).find((c) => c.system === ICF) || {}).display || codeOf(o.code, ICF),
-      date: span(o).start,
+      date: profileDate.get(`Observation/${o.id}`) || span(o).start,
       value: Number(codeOf(o.valueCodeableConcept)),
       type: codeOf((comp(o, 'icf-qualifier-type') || {}).valueCodeableConcept),
       note: (o.note || []).map((n) => n.text).join(' '),
