@@ -207,6 +207,8 @@ def test_consent_given_seen_and_withdrawn_in_the_browser(browser: Any, app_url: 
     doctor.go("#/patients/pat-anna")
     capacity = doctor.page.locator('section[aria-labelledby="h-capacity"]').inner_text()
     assert "Vorige: 22 juni 2026" in capacity and "Laatste: 1 december 2026" in capacity, capacity
+    doctor.page.locator('section[aria-labelledby="h-capacity"]').screenshot(
+        path=str(doctor.shots / "05b-physician-load-capacity-latest-vs-previous.png"))
 
     anna.click(anna.page.get_by_role("button", name=re.compile("Intrekken")), "#/consents")
     assert "ingetrokken" in anna.main_text() and "Ingetrokken" in anna.main_text()
