@@ -106,6 +106,10 @@ class User:
         self.page.wait_for_selector(selector, timeout=TIMEOUT_MS)
 
     def go(self, route: str) -> None:
+        """Open a page of the app as a new visit (also the page shown now: a fresh look)."""
+        if self.page.evaluate("location.hash") == route:
+            self.page.evaluate("location.hash = '#/reload'")
+            self.ready("#/reload")
         self.page.evaluate("document.getElementById('main').removeAttribute('data-ready')")
         self.page.evaluate(f"location.hash = {route!r}")
         self.ready(route)
@@ -209,6 +213,16 @@ def test_consent_given_seen_and_withdrawn_in_the_browser(browser: Any, app_url: 
     assert "Vorige: 22 juni 2026" in capacity and "Laatste: 1 december 2026" in capacity, capacity
     doctor.page.locator('section[aria-labelledby="h-capacity"]').screenshot(
         path=str(doctor.shots / "05b-physician-load-capacity-latest-vs-previous.png"))
+
+    # pause: the physician sees nothing until the patient resumes
+    anna.click(anna.page.get_by_role("button", name="Pauzeren"), "#/consents")
+    assert "Gepauzeerd" in anna.main_text()
+    doctor.go("#/patients")
+    assert "Anna de Vries" not in doctor.main_text()
+    anna.click(anna.page.get_by_role("button", name="Hervatten"), "#/consents")
+    assert "Actief" in anna.main_text()
+    doctor.go("#/patients")
+    assert "Anna de Vries" in doctor.main_text()
 
     anna.click(anna.page.get_by_role("button", name=re.compile("Intrekken")), "#/consents")
     assert "ingetrokken" in anna.main_text() and "Ingetrokken" in anna.main_text()
