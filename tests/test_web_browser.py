@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -57,6 +58,7 @@ async def _seed_demo(settings: Settings) -> None:
 @pytest.fixture(scope="module", params=DATABASES)
 def app_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real server on a loopback port with the demo data; yields its root URL."""
+    shutil.rmtree(SHOTS / request.param, ignore_errors=True)  # only this run's screenshots
     url, drop = make_database(request.param, tmp_path_factory.mktemp(f"web-{request.param}"))
     upgrade(url)
     port = free_port()
