@@ -228,6 +228,7 @@ def test_consent_given_seen_and_withdrawn_in_the_browser(browser: Any, app_url: 
 
     anna.click(anna.page.get_by_role("button", name=re.compile("Intrekken")), "#/consents")
     assert "ingetrokken" in anna.main_text() and "Ingetrokken" in anna.main_text()
+    assert "Op dit moment mag niemand uw gegevens zien" in anna.main_text()
     anna.shot("06-patient-consent-withdrawn")
 
     doctor.go("#/patients")

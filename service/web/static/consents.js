@@ -65,7 +65,8 @@ export async function consentsPage(main, ctx) {
     h('p', {}, h('a', { href: '#/consents/new', class: 'button primary' }, L('Toestemming geven', 'Give consent'))),
     status,
     current.length ? h('ul', { class: 'consents' }, current.map((i) => consentCard(i, ctx, status)))
-      : notice(L('U hebt nog niemand toestemming gegeven.', 'You have not given anyone consent yet.')),
+      : notice(past.length ? L('Op dit moment mag niemand uw gegevens zien.', 'At the moment no one may see your information.')
+        : L('U hebt nog niemand toestemming gegeven.', 'You have not given anyone consent yet.')),
     past.length ? h('section', { 'aria-labelledby': 'h-past' },
       h('h2', { id: 'h-past' }, L('Ingetrokken', 'Withdrawn')),
       h('ul', { class: 'consents past' }, past.map((i) => consentCard(i, ctx, status)))) : null);
