@@ -50,7 +50,7 @@ def cmd_seed_demo(_: argparse.Namespace) -> int:
     if not get_settings().oidc_issuer:
         from .access.demo import DEMO_PASSWORD, seed_identities
 
-        created = _with_engine(seed_identities)
+        created = _with_engine(lambda engine: seed_identities(engine, get_settings()))
         for line in created:
             print(f"demo identity: {line}")
         print(f"demo accounts log in with the password {DEMO_PASSWORD!r}")

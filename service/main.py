@@ -16,6 +16,7 @@ from .rest.guards import CancelOnDisconnect, RequestGuard
 from .rest.operation_routes import router as operation_router
 from .rest.routes import router
 from .runtime import Runtime, build_runtime
+from .web.routes import router as web_router
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -44,4 +45,5 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(auth_router)  # first: /fhir/.well-known/... is not a resource type
     app.include_router(operation_router)  # before the resource routes: `$op` is never an id
     app.include_router(router)
+    app.include_router(web_router)  # /app: the web app's static files
     return app

@@ -196,6 +196,20 @@ async def add_client(conn: AsyncConnection, client_id: str, *, name: str = "", k
     return found
 
 
+async def add_redirect_uri(conn: AsyncConnection, client_id: str, uri: str) -> bool:
+    """Register one more redirect URI for a public client; False when it was there already."""
+    client = await find_client(conn, client_id)
+    if client is None:
+        raise RegistrationError(f"no client {client_id!r}")
+    if uri in client.redirect_uris:
+        return False
+    if "#" in uri or "://" not in uri:
+        raise RegistrationError(f"redirect URI {uri!r} must be absolute and without a fragment")
+    await conn.execute(CLIENTS.update().where(CLIENTS.c.client_id == client_id).values(
+        redirect_uris=json.dumps([*client.redirect_uris, uri])))
+    return True
+
+
 async def find_client(conn: AsyncConnection, client_id: str) -> ClientRow | None:
     row = (await conn.execute(select(CLIENTS).where(CLIENTS.c.client_id == client_id))).first()
     return _client(row) if row else None

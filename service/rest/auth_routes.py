@@ -8,7 +8,6 @@ that issuer.
 
 from __future__ import annotations
 
-import html
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -26,15 +25,13 @@ from ..access.oauth_error import OAuthError
 from ..access.oidc import IssuerUnavailable
 from ..fhir.outcome import FhirError
 from ..runtime import Runtime
+from . import auth_pages
 from .deps import get_runtime
 
 router = APIRouter(tags=["auth"])
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 ECHO_HEADERS = ("medmij-request-id", "x-correlation-id")
 """MedMij token requests carry these; echoing them lets both sides correlate their logs."""
-PAGE_HEADERS = {**NO_STORE, "X-Frame-Options": "DENY",
-                "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-                                           "form-action 'self'; frame-ancestors 'none'"}
 FORM_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
     "application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}}
 
@@ -106,59 +103,44 @@ async def jwks(server: ServerDep) -> Response:
 
 
 # -- authorization endpoint (login page) -------------------------------------------------------
-def _page(title: str, body: str, status: int = 200) -> HTMLResponse:
-    doc = (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{html.escape(title)}"
-           "</title><style>body{font-family:sans-serif;max-width:28em;margin:3em auto}"
-           "label,input,button{display:block;margin:.4em 0}</style></head>"
-           f"<body><h1>{html.escape(title)}</h1>{body}</body></html>")
-    return HTMLResponse(doc, status_code=status, headers=PAGE_HEADERS)
-
-
-def _login_form(server: AuthServer, req: AuthorizeRequest, error: str | None = None) -> HTMLResponse:
-    hidden = "".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
-                     for k, v in req.form_fields().items())
-    scopes = "".join(f"<li>{html.escape(s)}</li>" for s in req.scope.split())
-    message = f'<p role="alert"><strong>{html.escape(error)}</strong></p>' if error else ""
-    body = (f"<p><strong>{html.escape(req.client_name)}</strong> asks for access to:</p>"
-            f"<ul>{scopes}</ul>{message}"
-            f'<form method="post" action="{html.escape(server.authorization_endpoint)}">{hidden}'
-            '<label>Username <input name="username" autocomplete="username" required></label>'
-            '<label>Password <input name="password" type="password" '
-            'autocomplete="current-password" required></label>'
-            "<button type=\"submit\">Sign in and allow</button></form>")
-    return _page("Sign in to pgo-work", body)
+def _login_form(server: AuthServer, req: AuthorizeRequest, lang: str, error: bool = False) -> HTMLResponse:
+    return auth_pages.login_page(server.authorization_endpoint, req, server.settings, lang, error)
 
 
 @router.get("/auth/authorize", summary="Authorization endpoint: the login page",
             response_class=HTMLResponse)
 async def authorize(request: Request, server: ServerDep) -> Response:
+    params = dict(request.query_params)
+    lang = auth_pages.language(params)
     try:
-        req = await server.check_authorize(dict(request.query_params))
+        req = await server.check_authorize(params)
     except AuthorizeProblem as exc:
-        return _page("Cannot sign in", f"<p>{html.escape(str(exc))}</p>", 400)
+        return auth_pages.problem_page(str(exc), lang)
     except AuthorizeRedirect as exc:
         return RedirectResponse(exc.location, status_code=303, headers=NO_STORE)
-    return _login_form(server, req)
+    return _login_form(server, req, lang)
 
 
 @router.post("/auth/authorize", summary="Authorization endpoint: sign in and allow",
              response_class=HTMLResponse, openapi_extra=FORM_BODY)
 async def authorize_post(request: Request, server: ServerDep) -> Response:
+    lang = "nl"
     try:
         form = await _form(request)
+        lang = auth_pages.language(form)
         req = await server.check_authorize(form)
     except OAuthError as exc:
-        return _page("Cannot sign in", f"<p>{html.escape(exc.description)}</p>", 400)
+        return auth_pages.problem_page(exc.description, lang)
     except AuthorizeProblem as exc:
-        return _page("Cannot sign in", f"<p>{html.escape(str(exc))}</p>", 400)
+        return auth_pages.problem_page(str(exc), lang)
     except AuthorizeRedirect as exc:
         return RedirectResponse(exc.location, status_code=303, headers=NO_STORE)
     if "username" not in form:
-        return _login_form(server, req)  # authorization request sent by POST: show the page
+        return _login_form(server, req, lang)  # authorization request sent by POST: show the page
     try:
         location = await server.login(req, form.get("username", ""), form.get("password", ""))
     except LoginFailed:
-        return _login_form(server, req, "Unknown username or wrong password.")
+        return _login_form(server, req, lang, error=True)
     # 303: the browser must GET the redirect URI, never re-POST the credentials (RFC 9700 4.12).
     return RedirectResponse(location, status_code=303, headers=NO_STORE)
 
