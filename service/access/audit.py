@@ -40,6 +40,7 @@ ACTIONS = {"read": "R", "vread": "R", "search-type": "E", "search-system": "E", 
 MAX_ENTITIES = 200
 PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type"
 DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
+BALP_ENTITY_TYPE = "https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType"
 
 
 @dataclass
@@ -61,6 +62,9 @@ class AuditTrail:
     """A function patient -> Consent ids that permitted this caller's writes; set for callers
     who write under consent (professionals), whose writes get a Provenance."""
     wrote: dict[int, StoredResource] = field(default_factory=dict)
+    request_id: str | None = None
+    """The request's correlation id (MedMij-Request-ID, X-Request-Id or X-Correlation-ID),
+    recorded as IHE BALP does: an entity of type XrequestId."""
 
     def start(self, interaction: str, query: str | None = None,
               target: tuple[str, str] | None = None) -> None:
@@ -189,6 +193,9 @@ class AuditTrail:
                              "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role",
                                       "code": "24", "display": "Query"},
                              "description": self.query[:1000]})
+        if self.request_id:
+            entities.append({"what": {"identifier": {"value": self.request_id}},
+                             "type": {"system": BALP_ENTITY_TYPE, "code": "XrequestId"}})
         entities += [{"what": {"reference": f"Consent/{cid}"},
                       "description": "Consent that permitted this access"}
                      for cid in sorted(self.consents)]

@@ -16,6 +16,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 
 from ..access import discovery
 from ..access.authserver import (
+    PATIENT_APP_ONLY,
     AuthorizeProblem,
     AuthorizeRedirect,
     AuthorizeRequest,
@@ -116,8 +117,10 @@ def _login_form(server: AuthServer, req: AuthorizeRequest, error: str | None = N
                      for k, v in req.form_fields().items())
     scopes = "".join(f"<li>{html.escape(s)}</li>" for s in req.scope.split())
     message = f'<p role="alert"><strong>{html.escape(error)}</strong></p>' if error else ""
+    who = (f"<p>{html.escape(PATIENT_APP_ONLY)}</p>"
+           if any(s.startswith("patient/") for s in req.scope.split()) else "")
     body = (f"<p><strong>{html.escape(req.client_name)}</strong> asks for access to:</p>"
-            f"<ul>{scopes}</ul>{message}"
+            f"<ul>{scopes}</ul>{who}{message}"
             f'<form method="post" action="{html.escape(server.authorization_endpoint)}">{hidden}'
             '<label>Username <input name="username" autocomplete="username" required></label>'
             '<label>Password <input name="password" type="password" '
@@ -154,8 +157,8 @@ async def authorize_post(request: Request, server: ServerDep) -> Response:
         return _login_form(server, req)  # authorization request sent by POST: show the page
     try:
         location = await server.login(req, form.get("username", ""), form.get("password", ""))
-    except LoginFailed:
-        return _login_form(server, req, "Unknown username or wrong password.")
+    except LoginFailed as exc:
+        return _login_form(server, req, str(exc) or "Unknown username or wrong password.")
     # 303: the browser must GET the redirect URI, never re-POST the credentials (RFC 9700 4.12).
     return RedirectResponse(location, status_code=303, headers=NO_STORE)
 
