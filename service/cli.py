@@ -20,10 +20,28 @@ from .config import get_settings
 T = TypeVar("T")
 
 
+class DatabaseUnusable(Exception):
+    """The configured database cannot be opened; the message says why, in one line."""
+
+
+def _check_sqlite_folder(url: str) -> None:
+    """An SQLite file in a folder that does not exist: say so before a driver thread fails
+    noisily at interpreter exit."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        folder = Path(str(parsed.database)).parent
+        if not folder.is_dir():
+            raise DatabaseUnusable(f"the folder {folder} does not exist")
+
+
 def _migrate() -> None:
     from .store.migrate import upgrade
 
-    upgrade(get_settings().resolved_database_url())
+    url = get_settings().resolved_database_url()
+    _check_sqlite_folder(url)
+    upgrade(url)
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
@@ -339,6 +357,8 @@ def database_problem(exc: BaseException) -> str | None:
     arrive wrapped (Alembic, SQLAlchemy, asyncpg); the innermost error says what is wrong."""
     from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+    if isinstance(exc, DatabaseUnusable):
+        return f"cannot use the database {_safe_url(get_settings().resolved_database_url())}: {exc}"
     chain: list[BaseException] = []
     seen: BaseException | None = exc
     while seen is not None and seen not in chain:
