@@ -1,5 +1,6 @@
 """The `pgo-work` command: serve, migrate, seed-demo, and identity administration (dev-token,
-add-account, add-client, rotate-key, list-keys, retire-key)."""
+add-account, list-accounts, set-password, add-client, list-clients, rotate-key, list-keys,
+retire-key)."""
 
 from __future__ import annotations
 
@@ -7,20 +8,40 @@ import argparse
 import asyncio
 import getpass
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from . import __version__
 from .config import get_settings
 
 T = TypeVar("T")
 
 
+class DatabaseUnusable(Exception):
+    """The configured database cannot be opened; the message says why, in one line."""
+
+
+def _check_sqlite_folder(url: str) -> None:
+    """An SQLite file in a folder that does not exist: say so before a driver thread fails
+    noisily at interpreter exit."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        folder = Path(str(parsed.database)).parent
+        if not folder.is_dir():
+            raise DatabaseUnusable(f"the folder {folder} does not exist")
+
+
 def _migrate() -> None:
     from .store.migrate import upgrade
 
-    upgrade(get_settings().resolved_database_url())
+    url = get_settings().resolved_database_url()
+    _check_sqlite_folder(url)
+    upgrade(url)
 
 
 def cmd_migrate(_: argparse.Namespace) -> int:
@@ -166,6 +187,59 @@ def cmd_add_client(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_list_accounts(_: argparse.Namespace) -> int:
+    from .access.accounts import list_accounts
+    from .access.db import transaction
+
+    async def listing(engine: Any) -> list[Any]:
+        async with transaction(engine) as conn:
+            return await list_accounts(conn)
+
+    for a in _with_engine(listing):
+        print(f"{a.username}  {a.fhir_user}  {a.role}" + ("  disabled" if a.disabled else ""))
+    return 0
+
+
+def cmd_list_clients(_: argparse.Namespace) -> int:
+    from .access.accounts import list_clients
+    from .access.db import transaction
+
+    async def listing(engine: Any) -> list[Any]:
+        async with transaction(engine) as conn:
+            return await list_clients(conn)
+
+    for c in _with_engine(listing):
+        where = " ".join(c.redirect_uris) or "-"
+        print(f"{c.client_id}  {c.kind}  scope={c.scope or '-'}  redirect={where}"
+              + ("  disabled" if c.disabled else ""))
+    return 0
+
+
+def cmd_set_password(args: argparse.Namespace) -> int:
+    refused = _refuse_external("set-password")
+    if refused is not None:
+        return refused
+    from .access.accounts import RegistrationError, set_password
+    from .access.db import transaction
+
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"new password for {args.username}: ")
+
+    async def change(engine: Any) -> None:
+        async with transaction(engine, write=True) as conn:
+            await set_password(conn, args.username, password)
+
+    try:
+        _with_engine(change)
+    except RegistrationError as exc:
+        print(f"pgo-work set-password: {exc}", file=sys.stderr)
+        return 2
+    print(f"password of {args.username} changed")
+    return 0
+
+
 def cmd_rotate_key(args: argparse.Namespace) -> int:
     refused = _refuse_external("rotate-key")
     if refused is not None:
@@ -220,6 +294,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from .http_server import server_options
 
+    # Through the environment, so every worker process builds the same Settings: links and the
+    # token audience follow --host/--port unless a base URL is configured (--base-url wins).
+    os.environ["PGO_WORK_HOST"], os.environ["PGO_WORK_PORT"] = args.host, str(args.port)
+    if args.base_url:
+        os.environ["PGO_WORK_BASE_URL"] = args.base_url
+    get_settings.cache_clear()
+    print(f"pgo-work {__version__}: FHIR base {get_settings().base_url}", file=sys.stderr)
     if not args.no_migrate:
         _migrate()
     # server_options: the guarded protocol bounds request head and body time, connections per
@@ -231,12 +312,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    settings = get_settings()
     parser = argparse.ArgumentParser(prog="pgo-work", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"pgo-work {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    serve = sub.add_parser("serve", help="serve the FHIR API (migrates first)")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--workers", type=int, default=1)
+    serve = sub.add_parser("serve", help="serve the FHIR API (migrates first)",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    serve.add_argument("--host", default=settings.host,
+                       help="interface to listen on (PGO_WORK_HOST); 0.0.0.0 for all")
+    serve.add_argument("--port", type=int, default=settings.port,
+                       help="port to listen on (PGO_WORK_PORT)")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="uvicorn worker processes (each has its own connection pool)")
+    serve.add_argument("--base-url", default=None,
+                       help="public FHIR base URL for links and the token audience "
+                            "(PGO_WORK_BASE_URL; default http://HOST:PORT/fhir); set it behind "
+                            "a proxy")
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
     serve.add_argument("--no-migrate", action="store_true", help="do not run migrations first")
@@ -247,7 +338,49 @@ def main(argv: list[str] | None = None) -> int:
         fn=cmd_seed_demo)
     _identity_commands(sub)
     args = parser.parse_args(argv)
-    return int(args.fn(args))
+    try:
+        return int(args.fn(args))
+    except Exception as exc:
+        problem = database_problem(exc)
+        if problem is None:
+            raise
+        print(f"pgo-work {args.command}: {problem}", file=sys.stderr)
+        return 1
+
+
+def _safe_url(url: str) -> str:
+    """The database URL without its password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "the configured database"
+
+
+def database_problem(exc: BaseException) -> str | None:
+    """One line saying the database cannot be used, or None when `exc` is something else.
+
+    A missing SQLite folder, a refused connection, an unknown database or a bad password
+    arrive wrapped (Alembic, SQLAlchemy, asyncpg); the innermost error says what is wrong."""
+    from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+    if isinstance(exc, DatabaseUnusable):
+        return f"cannot use the database {_safe_url(get_settings().resolved_database_url())}: {exc}"
+    chain: list[BaseException] = []
+    seen: BaseException | None = exc
+    while seen is not None and seen not in chain:
+        chain.append(seen)
+        seen = seen.__cause__ or seen.__context__
+    if not any(isinstance(e, (OperationalError, InterfaceError, DBAPIError, OSError))
+               or type(e).__module__.startswith("asyncpg") for e in chain):
+        return None
+    innermost = chain[-1]
+    reason = str(innermost).strip().splitlines()[0] if str(innermost).strip() else \
+        type(innermost).__name__
+    url = _safe_url(get_settings().resolved_database_url())
+    return (f"cannot use the database {url}: {reason} "
+            "(check PGO_WORK_DATABASE_URL and that the database server runs)")
 
 
 def _identity_commands(sub: Any) -> None:
@@ -272,6 +405,14 @@ def _identity_commands(sub: Any) -> None:
                      help="read the password from standard input instead of prompting")
     acc.set_defaults(fn=cmd_add_account)
 
+    sub.add_parser("list-accounts", help="the built-in server's login accounts").set_defaults(
+        fn=cmd_list_accounts)
+    pw = sub.add_parser("set-password", help="change a login account's password")
+    pw.add_argument("username")
+    pw.add_argument("--password-stdin", action="store_true",
+                    help="read the new password from standard input instead of prompting")
+    pw.set_defaults(fn=cmd_set_password)
+
     cli = sub.add_parser("add-client", help="register an application at the built-in server")
     cli.add_argument("client_id")
     cli.add_argument("--kind", choices=["public", "backend"], default="public",
@@ -283,6 +424,9 @@ def _identity_commands(sub: Any) -> None:
     cli.add_argument("--role", help="role claim of its client_credentials tokens")
     cli.add_argument("--fhir-user", help="fhirUser claim of its client_credentials tokens")
     cli.set_defaults(fn=cmd_add_client)
+
+    sub.add_parser("list-clients", help="the applications registered at the built-in server") \
+        .set_defaults(fn=cmd_list_clients)
 
     rot = sub.add_parser("rotate-key", help="add a new signing key (it signs from now on)")
     rot.add_argument("--alg", choices=["RS256", "ES256"], default="RS256")

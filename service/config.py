@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -24,8 +24,17 @@ class Settings(BaseSettings):
     """SQLAlchemy async URL; empty means an SQLite file under `data_dir`."""
     data_dir: Path = PROJECT_ROOT / "data"
     profiles_dir: Path = PROJECT_ROOT / "profiles"
-    base_url: str = "http://127.0.0.1:8080/fhir"
-    """The public base of the FHIR API, used in Location headers, fullUrls and paging links."""
+    host: str = "127.0.0.1"
+    """The interface `pgo-work serve` listens on (its `--host`)."""
+    port: int = 8080
+    """The port `pgo-work serve` listens on (its `--port`)."""
+    base_url: str = ""
+    """The public base of the FHIR API, used in Location headers, fullUrls, paging links and
+    the token audience. Empty: `http://{host}:{port}/fhir`, the address the server listens on;
+    set it behind a proxy or load balancer, where the public address differs (it always wins)."""
+    cors_origins: str = ""
+    """Comma-separated origins browser apps may call the API and token endpoint from (CORS),
+    or `*` for any; empty: no cross-origin access."""
     default_page_size: int = 20
     max_page_size: int = 500
     max_body_bytes: int = 10 * 1024 * 1024
@@ -87,6 +96,20 @@ class Settings(BaseSettings):
     auth_code_seconds: int = 120
     client_assertion_max_seconds: int = 300
     """SMART Backend Services: a client assertion may live at most five minutes."""
+
+    @model_validator(mode="after")
+    def _default_base_url(self) -> Settings:
+        if not self.base_url:
+            host = self.host
+            if host in ("0.0.0.0", "::", ""):  # all interfaces: this machine's loopback answers
+                host = "127.0.0.1"
+            elif ":" in host and not host.startswith("["):
+                host = f"[{host}]"  # an IPv6 literal in a URL
+            self.base_url = f"http://{host}:{self.port}/fhir"
+        return self
+
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.cors_origins.split(",") if o.strip()]
 
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to an SQLite file so `pgo-work serve` needs no set-up."""

@@ -19,7 +19,7 @@ from .access.resolve import WATCHED, AccessCache
 from .config import Settings
 from .conformance.engine import Conformance, StoredQuestionnaireCheck, build_conformance
 from .conformance.package import ConformancePackage, load_package
-from .conformance.structure import validate_structure
+from .conformance.structure import r4_resource_types, validate_structure
 from .fhir.outcome import FhirError
 from .store.access import AccessPolicy
 from .store.database import WRITE_OPTION, create_engine, is_statement_timeout
@@ -144,7 +144,8 @@ def build_runtime(settings: Settings) -> Runtime:
     base = settings.base_url.rstrip("/")
     conformance = build_conformance(package, settings.profiles_dir)
     parser = SearchParser(registry, settings.default_page_size, settings.max_page_size,
-                          settings.max_search_values, settings.max_search_criteria)
+                          settings.max_search_values, settings.max_search_criteria,
+                          r4_resource_types())
     return Runtime(
         settings=settings,
         engine=engine,

@@ -2,8 +2,9 @@
 
 Every test that takes `client` runs once per database in PGO_WORK_TEST_DATABASES
 (default "sqlite,postgres"): SQLite in a temporary file, PostgreSQL in a database created for
-the session on PGO_WORK_TEST_PG (default postgresql://postgres@127.0.0.1:5432/test) and dropped
-afterwards.
+the session on PGO_WORK_TEST_PG (default postgresql://postgres@127.0.0.1:5432/test; its database
+and port can also be set alone with PGO_WORK_TEST_PG_DATABASE and PGO_WORK_TEST_PG_PORT) and
+dropped afterwards.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import pytest
@@ -24,7 +25,22 @@ from service.store.migrate import upgrade
 
 from .consent_world import Actors, Record, build_actors, build_record
 
-PG_ADMIN = os.environ.get("PGO_WORK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+def pg_admin_url(environ: Mapping[str, str]) -> str:
+    """The admin connection: PGO_WORK_TEST_PG, with its database name and port overridden by
+    PGO_WORK_TEST_PG_DATABASE and PGO_WORK_TEST_PG_PORT when set (the test databases are
+    created on the same server and port)."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(environ.get("PGO_WORK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test"))
+    if environ.get("PGO_WORK_TEST_PG_DATABASE"):
+        url = url.set(database=environ["PGO_WORK_TEST_PG_DATABASE"])
+    if environ.get("PGO_WORK_TEST_PG_PORT"):
+        url = url.set(port=int(environ["PGO_WORK_TEST_PG_PORT"]))
+    return url.render_as_string(hide_password=False)
+
+
+PG_ADMIN = pg_admin_url(os.environ)
 DATABASES = [d.strip() for d in os.environ.get("PGO_WORK_TEST_DATABASES", "sqlite,postgres").split(",")
              if d.strip()]
 BASE = "http://testserver/fhir"

@@ -225,3 +225,24 @@ async def related_patient(conn: AsyncConnection, related_person_id: str) -> str 
     reference = (orjson.loads(row.content).get("patient") or {}).get("reference", "")
     parts = reference.split("/") if isinstance(reference, str) else []
     return parts[1] if len(parts) == 2 and parts[0] == "Patient" and parts[1] else None
+
+
+async def list_accounts(conn: AsyncConnection) -> list[AccountRow]:
+    rows = await conn.execute(select(ACCOUNTS).order_by(ACCOUNTS.c.username))
+    return [_account(row) for row in rows]
+
+
+async def list_clients(conn: AsyncConnection) -> list[ClientRow]:
+    rows = await conn.execute(select(CLIENTS).order_by(CLIENTS.c.client_id))
+    return [_client(row) for row in rows]
+
+
+async def set_password(conn: AsyncConnection, username: str, password: str) -> None:
+    """A new password for an account; the same rule as at registration. Grants already given
+    stay valid (revoke them separately if the old password leaked)."""
+    if len(password) < 8:
+        raise RegistrationError("password must be at least 8 characters")
+    done = await conn.execute(update(ACCOUNTS).where(ACCOUNTS.c.username == username)
+                              .values(password_hash=_hasher.hash(password)))
+    if not done.rowcount:
+        raise RegistrationError(f"there is no account named {username!r}")

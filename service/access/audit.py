@@ -50,6 +50,7 @@ PARTICIPANT = "http://terminology.hl7.org/CodeSystem/provenance-participant-type
 DATA_OPERATION = "http://terminology.hl7.org/CodeSystem/v3-DataOperation"
 _WORD = re.compile(r"[A-Za-z0-9\-.]+")
 """What an id (and most identifier values) is made of; a text is read as these words."""
+BALP_ENTITY_TYPE = "https://profiles.ihe.net/ITI/BALP/CodeSystem/BasicAuditEntityType"
 
 
 @dataclass
@@ -72,6 +73,9 @@ class AuditTrail:
     """A function patient -> Consent ids that permitted this caller's writes; set for callers
     who write under consent (professionals), whose writes get a Provenance."""
     wrote: dict[int, StoredResource] = field(default_factory=dict)
+    request_id: str | None = None
+    """The request's correlation id (MedMij-Request-ID, X-Request-Id or X-Correlation-ID),
+    recorded as IHE BALP does: an entity of type XrequestId."""
 
     def start(self, interaction: str, query: str | None = None,
               target: tuple[str, str] | None = None) -> None:
@@ -254,6 +258,9 @@ class AuditTrail:
                              "role": {"system": "http://terminology.hl7.org/CodeSystem/object-role",
                                       "code": "24", "display": "Query"},
                              "description": query})
+        if self.request_id:
+            entities.append({"what": {"identifier": {"value": self.request_id}},
+                             "type": {"system": BALP_ENTITY_TYPE, "code": "XrequestId"}})
         consents = self.consent_lookup(patient) if self.consent_lookup is not None else ()
         entities += [{"what": {"reference": f"Consent/{cid}"},
                       "description": "Consent that permitted this access"}

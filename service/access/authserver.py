@@ -84,7 +84,25 @@ class AuthorizeRedirect(Exception):
 
 
 class LoginFailed(Exception):
-    pass
+    """Wrong username or password, or an account this app cannot act for (the message says
+    which; the login page shows it)."""
+
+
+PATIENT_APP_ONLY = ("This app acts for one patient and can only be used with a patient's own "
+                    "account (or a representative's). Professionals sign in to an app for "
+                    "professionals.")
+
+
+def _for_account(scopes: ScopeSet, fhir_user: str, patient: str | None) -> ScopeSet:
+    """`patient/` scopes need a patient: a professional account (no patient context) would get
+    a token that fits no request and 403 everywhere. Its `user/` scopes still apply; with only
+    `patient/` scopes asked, the sign-in is refused with a message instead."""
+    if patient is not None or fhir_user.startswith("Patient/") or not scopes.in_context("patient"):
+        return scopes
+    remaining = scopes.without_context("patient")
+    if not remaining.resources:
+        raise LoginFailed(PATIENT_APP_ONLY)
+    return remaining
 
 
 @dataclass(frozen=True)
@@ -184,6 +202,7 @@ class AuthServer:
             if patient is None:
                 # No patient picker yet: a professional's standalone launch gets no patient.
                 scopes = scopes.without_special("launch/patient")
+        scopes = _for_account(scopes, account.fhir_user, patient)
         grant_id = str(uuid.uuid4())
         code = secrets.token_urlsafe(32)
         now = dates.utcnow()
@@ -247,11 +266,13 @@ class AuthServer:
                                        nonce=row.nonce)
 
     async def _refresh_token(self, conn: AsyncConnection, form: Mapping[str, str]) -> dict[str, Any]:
-        client = await self._client(conn, form)
         token = form.get("refresh_token")
         if not token:
             raise OAuthError("invalid_request", "refresh_token is required")
         row = await self._refresh_row(conn, token)
+        if row is None and not _names_client(form):
+            raise OAuthError("invalid_grant", "The refresh token is not valid")
+        client = await self._client(conn, _named_by_token(form, row.client_id if row else None))
         if row is None or row.client_id != client.client_id:
             raise OAuthError("invalid_grant", "The refresh token is not valid")
         if row.used_at is not None:
@@ -345,9 +366,13 @@ class AuthServer:
         foreign tokens are ignored, so the answer does not reveal anything."""
         token = form.get("token")
         async with transaction(self.engine, write=True) as conn:
-            client = await self._client(conn, form)
             if not token:
+                await self._client(conn, form)
                 raise OAuthError("invalid_request", "token is required")
+            owner = await self._token_client(conn, token)
+            if owner is None and not _names_client(form):
+                return  # a token we never issued, from a public client: nothing to revoke
+            client = await self._client(conn, _named_by_token(form, owner))
             if token.count(".") == 2:
                 claims = await self._own_access_claims(conn, token, check_expiry=False)
                 if claims is not None and claims.get("client_id") == client.client_id:
@@ -356,6 +381,15 @@ class AuthServer:
             row = await self._refresh_row(conn, token)
             if row is not None and row.client_id == client.client_id:
                 await self._revoke_grant(conn, row.grant_id)
+
+    async def _token_client(self, conn: AsyncConnection, token: str) -> str | None:
+        """The client a token of ours was issued to (None: not ours, or not readable)."""
+        if token.count(".") == 2:
+            claims = await self._own_access_claims(conn, token, check_expiry=False)
+            owner = claims.get("client_id") if claims else None
+            return owner if isinstance(owner, str) else None
+        row = await self._refresh_row(conn, token)
+        return row.client_id if row is not None else None
 
     async def _revoke_access(self, conn: AsyncConnection, claims: dict[str, Any]) -> None:
         jti = claims.get("jti")
@@ -432,3 +466,17 @@ async def _consume(conn: AsyncConnection, key: Any, value: str, grant_id: Any, w
                               .values(used_at=dates.utcnow()))
     if used.rowcount != 1:
         raise OAuthError("invalid_grant", f"The {what} was already used", revoke_grant=grant_id)
+
+
+def _names_client(form: Mapping[str, str]) -> bool:
+    return bool(form.get("client_id") or form.get("client_assertion")
+                or form.get("client_assertion_type"))
+
+
+def _named_by_token(form: Mapping[str, str], owner: str | None) -> Mapping[str, str]:
+    """RFC 6749 6 and 2.3 / SMART v2: a public client need not send `client_id` with a refresh
+    (or, RFC 7009, a revocation); the token names its client. Only a public client can be
+    named this way: `authenticate_client` still demands a backend client's signed assertion."""
+    if owner is None or _names_client(form):
+        return form
+    return {**form, "client_id": owner}

@@ -73,7 +73,8 @@ UNRESTRICTED_ROLES = frozenset({"service"})
 service`): bound by their scopes only. Everyone else who is not the patient needs consent."""
 
 
-async def build_policy(principal: Principal, rt: Runtime, client_address: str | None = None) -> AccessPolicy:
+async def build_policy(principal: Principal, rt: Runtime, client_address: str | None = None,
+                       request_id: str | None = None) -> AccessPolicy:
     """Everything that limits this caller, ANDed: effective access is scope AND consent AND
     policy; and the audit trail that records what the request touched. Nothing is read here:
     the consent policy reads the caller's consents when the store opens the request's
@@ -81,7 +82,7 @@ async def build_policy(principal: Principal, rt: Runtime, client_address: str | 
     policies: list[AccessPolicy] = [
         ClientIdRule(principal, roles_of(rt.settings.client_ids_for)),
         ScopePolicy(principal, rt.registry), RecordRules(principal)]
-    trail = AuditTrail(principal, client_address=client_address)
+    trail = AuditTrail(principal, client_address=client_address, request_id=request_id)
     trail.purposes_of = lambda: purpose_of_event(principal)
     if not principal.is_patient and principal.role not in UNRESTRICTED_ROLES:
         consent = ConsentPolicy(principal, rt.access_cache)
@@ -97,7 +98,8 @@ async def build_policy(principal: Principal, rt: Runtime, client_address: str | 
 async def get_access(request: Request, principal: PrincipalDep) -> AccessPolicy:
     rt: Runtime = request.app.state.runtime
     address = request.client.host if request.client else None
-    return await build_policy(principal, rt, address)
+    # The correlation id (`service.rest.middleware.CorrelationIds`) goes into the AuditEvent.
+    return await build_policy(principal, rt, address, getattr(request.state, "request_id", None))
 
 
 AccessDep = Annotated[AccessPolicy, Depends(get_access)]

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from ..config import PROJECT_ROOT
 from ..fhir.outcome import FhirError, Issue
+from .primitives import check_primitives
 
 _MODEL_CACHE: dict[str, Any] = {}
 R4_TYPES_FILE = PROJECT_ROOT / "profiles" / "core" / "r4-resource-types.json"
@@ -61,6 +62,7 @@ def validate_structure(resource: dict[str, Any]) -> None:
     except (ValueError, TypeError, KeyError) as exc:
         # KeyError: fhir_core's lookup of an unknown type, e.g. in `contained`.
         raise FhirError(422, "structure", f"{rtype} is not valid: {exc}", rtype) from exc
+    check_primitives(resource, model)  # what the lax models coerce or let through
 
 
 def _issue(rtype: str, err: Any) -> Issue:

@@ -54,6 +54,12 @@ TEXT: dict[str, dict[str, str]] = {
     "wrong": {"nl": "Onbekende gebruikersnaam of verkeerd wachtwoord.",
               "en": "Unknown username or wrong password."},
     "switch": {"nl": "English", "en": "Nederlands"},
+    "patient_app_only": {
+        "nl": "Deze app werkt voor één patiënt en is alleen te gebruiken met het eigen account van "
+              "een patiënt (of van diens vertegenwoordiger). Professionals loggen in bij een app "
+              "voor professionals.",
+        "en": "This app acts for one patient and can only be used with a patient's own account (or "
+              "a representative's). Professionals sign in to an app for professionals."},
 }
 ACTIONS = {"c": ("toevoegen", "add"), "r": ("lezen", "read"), "u": ("wijzigen", "change"),
            "d": ("verwijderen", "delete"), "s": ("zoeken", "search")}
@@ -115,15 +121,18 @@ def problem_page(message: str, lang: str) -> HTMLResponse:
 
 
 def login_page(endpoint: str, req: AuthorizeRequest, settings: Settings, lang: str,
-               error: bool = False) -> HTMLResponse:
+               error: str | None = None) -> HTMLResponse:
+    """`error`: a key of the texts above (`wrong`, `patient_app_only`), shown as an alert."""
     fields = {**req.form_fields(), "ui_locales": lang}
     hidden = "".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
                      for k, v in fields.items())
     other = "en" if lang == "nl" else "nl"
     switch = f"{endpoint}?{urlencode({**req.form_fields(), 'ui_locales': other})}"
     items = "".join(f"<li>{html.escape(line)}</li>" for line in scope_lines(req.scope, lang, settings))
-    message = (f'<p class="notice notice-error" role="alert">{html.escape(t("wrong", lang))}</p>'
+    message = (f'<p class="notice notice-error" role="alert">{html.escape(t(error, lang))}</p>'
                if error else "")
+    if any(s.startswith("patient/") for s in req.scope.split()):
+        items += f"<li>{html.escape(t('patient_app_only', lang))}</li>"
     body = (f'<section class="step"><p>{html.escape(t("asks", lang, app=req.client_name))}</p>'
             f'<ul class="consequences">{items}</ul>'
             f'<p>{html.escape(t("how_long", lang, minutes=settings.access_token_minutes))}</p>'

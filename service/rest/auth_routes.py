@@ -15,6 +15,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 
 from ..access import discovery
 from ..access.authserver import (
+    PATIENT_APP_ONLY,
     AuthorizeProblem,
     AuthorizeRedirect,
     AuthorizeRequest,
@@ -103,7 +104,8 @@ async def jwks(server: ServerDep) -> Response:
 
 
 # -- authorization endpoint (login page) -------------------------------------------------------
-def _login_form(server: AuthServer, req: AuthorizeRequest, lang: str, error: bool = False) -> HTMLResponse:
+def _login_form(server: AuthServer, req: AuthorizeRequest, lang: str,
+                error: str | None = None) -> HTMLResponse:
     return auth_pages.login_page(server.authorization_endpoint, req, server.settings, lang, error)
 
 
@@ -139,8 +141,9 @@ async def authorize_post(request: Request, server: ServerDep) -> Response:
         return _login_form(server, req, lang)  # authorization request sent by POST: show the page
     try:
         location = await server.login(req, form.get("username", ""), form.get("password", ""))
-    except LoginFailed:
-        return _login_form(server, req, lang, error=True)
+    except LoginFailed as exc:
+        refused = "patient_app_only" if str(exc) == PATIENT_APP_ONLY else "wrong"
+        return _login_form(server, req, lang, error=refused)
     # 303: the browser must GET the redirect URI, never re-POST the credentials (RFC 9700 4.12).
     return RedirectResponse(location, status_code=303, headers=NO_STORE)
 

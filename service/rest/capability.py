@@ -41,6 +41,7 @@ def build(rt: Runtime) -> dict[str, Any]:
                  **({"documentation": p.description} if p.description else {})}
                 for p in sorted(params.values(), key=lambda p: p.code)
             ],
+            **({"operation": ops} if (ops := _operations(rt, rtype)) else {}),
         })
     return {
         "resourceType": "CapabilityStatement",
@@ -61,6 +62,7 @@ def build(rt: Runtime) -> dict[str, Any]:
             "resource": resources,
             "interaction": [{"code": "transaction"}, {"code": "batch"},
                             {"code": "history-system"}, {"code": "search-system"}],
+            **({"operation": ops} if (ops := _operations(rt, None)) else {}),
             "searchParam": [
                 {"name": "_id", "type": "token",
                  "definition": "http://hl7.org/fhir/SearchParameter/Resource-id"},
@@ -78,3 +80,17 @@ def _revincludes(rt: Runtime, target: str) -> set[str]:
             if p.type == "reference" and (not p.targets or target in p.targets):
                 out.add(f"{source}:{p.code}")
     return out
+
+
+def _operations(rt: Runtime, rtype: str | None) -> list[dict[str, Any]]:
+    """The registered operations on `rtype` (None: those on every type, listed once at the
+    server level), each with the OperationDefinition it implements: the registry that routes
+    `$name` is the one listed, so nothing is claimed that is not served."""
+    out: dict[str, dict[str, Any]] = {}
+    for op in rt.operations.all():
+        if op.definition is None:
+            continue
+        if (rtype is None and op.types is None) or (rtype is not None and op.types is not None
+                                                     and rtype in op.types):
+            out.setdefault(op.name, {"name": op.name, "definition": op.definition})
+    return [out[name] for name in sorted(out)]

@@ -191,10 +191,15 @@ class Interactions:
 
     # -- type and system level ----------------------------------------------------------
     async def search(self, store: ResourceStore, req: FhirRequest) -> FhirResponse:
-        lenient = req.prefer.get("handling") == "lenient"
-        sreq = self.rt.parser.parse(req.resource_type, req.query, lenient=lenient)
+        handling = req.prefer.get("handling")
+        sreq = self.rt.parser.parse(req.resource_type, req.query, lenient=handling == "lenient",
+                                    ignore_unknown=handling != "strict")
+        sreq.compartment = req.compartment
         page = await store.search(sreq)
-        bundle = searchset.build(self.rt.base_url, req.resource_type, sreq, page)
+        path = req.resource_type
+        if req.compartment is not None:
+            path = f"Patient/{req.compartment}/{req.resource_type}"
+        bundle = searchset.build(self.rt.base_url, path, sreq, page)
         return FhirResponse(200, body=bundle)
 
     async def history(self, store: ResourceStore, req: FhirRequest) -> FhirResponse:

@@ -20,6 +20,8 @@ class FhirRequest:
     body: Any = None
     new_id: str | None = None
     """For a create inside a transaction: the id chosen up front so references can point at it."""
+    compartment: str | None = None
+    """Compartment search (`GET Patient/x/Observation`): the patient whose compartment."""
 
     def header(self, name: str) -> str | None:
         return self.headers.get(name.lower())

@@ -17,22 +17,57 @@ from ..fhir.outcome import FhirError
 FHIR_JSON = "application/fhir+json"
 JSON_TYPES = {"application/fhir+json", "application/json", "application/json+fhir", "text/json"}
 PATCH_TYPES = {"application/json-patch+json"}
-XML_HINTS = ("xml", "turtle", "ttl")
 FORMAT_JSON = {"json", "application/json", "application/fhir+json", "application/json+fhir"}
 
 
+FHIR_VERSIONS = {"4.0", "4.0.1"}
+"""The `fhirVersion` MIME parameter values this server answers (R4, FHIR 3.1.0.1.1)."""
+ANY_RANGES = {"*/*", "application/*"}
+
+
+def _media(text: str) -> tuple[str, dict[str, str]]:
+    """`type/subtype; p=v` -> ('type/subtype', {p: v}), lower-cased."""
+    kind, *params = [p.strip() for p in text.split(";")]
+    values = {}
+    for param in params:
+        key, _, value = param.partition("=")
+        values[key.strip().lower()] = value.strip().strip('"')
+    return kind.lower(), values
+
+
+def _version_ok(params: dict[str, str]) -> bool:
+    return params.get("fhirversion", "4.0") in FHIR_VERSIONS
+
+
 def check_accept(request: Request) -> None:
+    """`_format` (which overrides Accept) or Accept must allow FHIR JSON of R4; else 406.
+
+    Accept is read as HTTP means it: a list of media ranges with q-values, any of which (with
+    q > 0) may be JSON, `*/*` or `application/*`; a `fhirVersion` parameter must name R4.
+    """
     fmt = request.query_params.get("_format")
     if fmt is not None:
-        if fmt not in FORMAT_JSON:
-            raise FhirError(406, "not-supported", f"_format '{fmt}' is not supported; use json",
-                            "_format")
+        kind, params = _media(fmt)
+        if kind not in FORMAT_JSON or not _version_ok(params):
+            raise FhirError(406, "not-supported", f"_format '{fmt}' is not supported; use json "
+                            "(FHIR R4)", "_format")
         return
-    accept = request.headers.get("accept", "")
-    if not accept or "*/*" in accept or "json" in accept:
+    accept = request.headers.get("accept", "").strip()
+    if not accept:
         return
-    if any(h in accept for h in XML_HINTS):
-        raise FhirError(406, "not-supported", "Only FHIR JSON (application/fhir+json) is served")
+    for part in accept.split(","):
+        if not part.strip():
+            continue
+        kind, params = _media(part)
+        try:
+            weight = float(params.get("q", "1"))
+        except ValueError:
+            weight = 1.0
+        if weight > 0 and (kind in ANY_RANGES or kind in JSON_TYPES) and _version_ok(params):
+            return
+    raise FhirError(406, "not-supported",
+                    f"Cannot answer in '{accept[:200]}': only FHIR R4 JSON (application/fhir+json) "
+                    "is served")
 
 
 async def read_body(request: Request, max_bytes: int, allow_patch: bool = False,

@@ -198,3 +198,18 @@ async def vread(request: Request, rtype: TypeDep, id: IdPath, vid: str, rt: Runt
                 access: AccessDep) -> Response:
     return await _run(rt, access, request, Interactions(rt).vread,
                       _request(request, "GET", rtype, id, vid), write=False)
+
+
+@router.get("/{compartment}/{id}/{type}", summary="Search a type in a Patient's compartment",
+            tags=["instance"])
+async def compartment_search(request: Request, compartment: str, id: IdPath, rtype: TypeDep,
+                             rt: RuntimeDep, access: AccessDep) -> Response:
+    """`GET Patient/x/Observation` (R4 3.1.1.5.7): what the compartment table says is in that
+    patient's record, which is also what `$everything` returns; only the Patient compartment
+    is defined here."""
+    if compartment != "Patient":
+        raise FhirError(404, "not-supported", f"Compartment '{compartment}' is not supported; "
+                        "only Patient/[id]/[type]")
+    freq = _request(request, "GET", rtype)
+    freq.compartment = id
+    return await _run(rt, access, request, Interactions(rt).search, freq, write=False)

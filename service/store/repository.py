@@ -523,6 +523,11 @@ class ResourceStore:
         r = R
         compiler = Compiler(self.access.visible, self.config.base_url)
         where = compiler.where(r, req.resource_type, req.criteria)
+        if req.types:
+            where.append(r.c.resource_type.in_(req.types))
+        if req.compartment is not None:
+            where.append(r.c.pk.in_(select(COMP.c.resource_pk).where(
+                COMP.c.patient_id == req.compartment)))
         total = None
         if req.total != "none" or req.summary == "count":
             total = (await self._query(

@@ -1,7 +1,9 @@
 """Parse `name[:modifier]=value` pairs into a SearchRequest, rejecting what we cannot honour.
 
-An unknown parameter is an error (400) unless the client asked for lenient handling, in which
-case it is dropped and left out of the self link, as R4 3.1.1.3.3 describes.
+R4 3.1.1.3.3: a search ignores parameters it does not know (they are listed in the Bundle and
+left out of the self link) unless the client sent `Prefer: handling=strict`; under
+`handling=lenient` a malformed value of a known parameter is dropped too. Conditional
+interactions parse strictly: ignoring a criterion there would widen what they change.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from .request import Chain, Criterion, Has, IncludeSpec, SearchRequest, SortKey
 
 CONTROL = {
     "_sort", "_count", "_total", "_summary", "_elements", "_include", "_revinclude",
-    "_cursor", "_format", "_pretty", "_since", "_at",
+    "_cursor", "_format", "_pretty", "_since", "_at", "_type",
 }
 MODIFIERS = {
     "token": {"not", "text", "missing", "exact"},
@@ -34,26 +36,41 @@ _DECIMAL = re.compile(r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$")
 UNCOUNTED = {"_count", "_total", "_summary", "_elements", "_cursor", "_format", "_pretty"}
 
 
+class UnknownParameter(FhirError):
+    """A parameter this server does not define for the type searched (ignorable, R4 3.1.1.3.3)."""
+
+
+def _unknown(message: str, name: str) -> UnknownParameter:
+    return UnknownParameter(400, "not-supported", message, name)
+
+
 class SearchParser:
     def __init__(self, registry: SearchParamRegistry, default_count: int, max_count: int,
-                 max_values: int = 1000, max_criteria: int = 50) -> None:
+                 max_values: int = 1000, max_criteria: int = 50,
+                 resource_types: frozenset[str] | None = None) -> None:
         self.registry = registry
+        self.resource_types = resource_types or frozenset(registry.types_with_params())
+        """What `_type` may name: the resource types the server stores."""
         self.default_count = default_count
         self.max_count = max_count
         self.max_values = max_values
         self.max_criteria = max_criteria
 
     def parse(
-        self, resource_type: str | None, pairs: list[tuple[str, str]], lenient: bool = False
+        self, resource_type: str | None, pairs: list[tuple[str, str]], lenient: bool = False,
+        ignore_unknown: bool = False,
     ) -> SearchRequest:
+        """`lenient` drops every parameter in error; `ignore_unknown` only unknown ones."""
         reject_nul(pairs)
         self._check_size(pairs)
         req = SearchRequest(resource_type=resource_type, count=self.default_count)
+        if resource_type is None:
+            self._system_types(req, pairs)
         for name, value in pairs:
             try:
                 self._one(req, name, value)
             except FhirError as exc:
-                if not lenient:
+                if not (lenient or (ignore_unknown and isinstance(exc, UnknownParameter))):
                     raise
                 req.ignored.append((name, str(exc)))
                 continue
@@ -79,8 +96,30 @@ class SearchParser:
                                   f"parameters together; '{name}' goes beyond it "
                                   "(split the search)", name)
 
+
+    def _system_types(self, req: SearchRequest, pairs: list[tuple[str, str]]) -> None:
+        """`GET [base]?_type=A,B` (R4 3.1.1.5.8): one type searches as that type (all its
+        parameters apply); several search their common parameters over those types."""
+        types: list[str] = []
+        for name, value in pairs:
+            if name == "_type":
+                for t in (v.strip() for v in value.split(",")):
+                    if not t:
+                        continue
+                    if t not in self.resource_types:
+                        raise bad_request(f"_type '{t}' is not a resource type of this server",
+                                          "_type")
+                    if t not in types:
+                        types.append(t)
+        if len(types) == 1:
+            req.resource_type = types[0]
+        else:
+            req.types = types
+
     def _one(self, req: SearchRequest, name: str, value: str) -> None:
         rtype = req.resource_type
+        if name == "_type":
+            return  # read up front by _system_types
         if name == "_count":
             if not value.isdigit():
                 raise bad_request(f"_count must be a non-negative integer, not '{value}'", "_count")
@@ -172,10 +211,10 @@ class SearchParser:
         head, _, chain_rest = name.partition(".")
         code, _, modifier = head.partition(":")
         if rtype is None and code not in ("_id", "_lastUpdated", "_tag", "_profile", "_security"):
-            raise bad_request(f"Parameter '{code}' needs a resource type", name)
+            raise _unknown(f"Parameter '{code}' needs a resource type (use _type)", name)
         param = self.registry.get(rtype or "Resource", code)
         if param is None:
-            raise bad_request(f"Unknown search parameter '{code}' for {rtype}", name)
+            raise _unknown(f"Unknown search parameter '{code}' for {rtype}", name)
         if chain_rest:
             if param.type != "reference":
                 raise bad_request(f"'{code}' is not a reference parameter and cannot be chained", name)

@@ -70,6 +70,12 @@ class SearchRequest:
     include: list[IncludeSpec] = field(default_factory=list)
     revinclude: list[IncludeSpec] = field(default_factory=list)
     ignored: list[tuple[str, str]] = field(default_factory=list)
-    """(parameter, reason) dropped under `Prefer: handling=lenient`; not in the self link."""
+    """(parameter, reason) not used (unknown, or malformed under `Prefer: handling=lenient`);
+    not in the self link."""
+    types: list[str] = field(default_factory=list)
+    """System search over several types (`_type=A,B`): only these types."""
+    compartment: str | None = None
+    """Compartment search (`Patient/x/Observation`): only resources in this patient's
+    compartment."""
     echo: list[tuple[str, str]] = field(default_factory=list)
     """The parameters the server used, in order, for the Bundle's self link."""
