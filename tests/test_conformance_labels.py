@@ -19,7 +19,10 @@ CASES = [
     ("late-effect-report", "valid-fatigue.json", {"self-reported-health"}),
     ("vulnerable-group-screening", "valid-screening.json", {"work-context", "medical"}),
     ("work-goal", "valid-contract-hours-target.json", {"work-context"}),
-    ("bar", "valid-complete.json", {"functional-capacity", "work-context"}),
+    # Issue 11: free text about the home situation or the prognosis makes a BAR response medical.
+    ("bar", "valid-complete.json", {"functional-capacity", "work-context", "medical"}),
+    ("employer-statement", "valid-hours-per-day.json", {"employer-summary"}),
+    ("hours-limitation", "valid-4h-per-day.json", {"functional-capacity"}),
 ]
 
 
