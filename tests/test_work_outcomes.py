@@ -61,7 +61,7 @@ def test_the_work_ability_score_is_scored_and_repeated_over_time(
         [band] = obs["interpretation"][0]["coding"]
         bands[score] = band["code"]
         assert labels(obs) == {"self-reported-health"}
-    # Bands of El Fassi et al. 2013 (CodeSystem work-ability-category): 0-5, 6-7, 8-9, 10.
+    # The bands of CodeSystem work-ability-category: 0-5, 6-7, 8-9, 10.
     assert bands == {4: "poor", 7: "moderate", 10: "excellent"}
     series = client.get("/fhir/Observation", params={
         "patient": pid, "code": f"{PW}|work-ability-score", "_sort": "date"}).json()
