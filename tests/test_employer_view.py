@@ -42,7 +42,7 @@ SECRETS = {
     "medical-note": "GEHEIM-ZIEKENHUISNOTITIE-E11",
     "complaint": "GEHEIM-KLACHT-E11",
     "absence-reason": "GEHEIM-VERZUIMREDEN-E11",
-    "wia-percentage": "47.11",
+    "wia-percentage": "63.37",  # seconds never reach 63: no timestamp can contain it
     "load-capacity-note": "GEHEIM-BELASTBAARHEID-E11",
     "icf-b": "GEHEIM-ENERGIE-E11",
     "icf-e": "GEHEIM-GEZIN-E11",
