@@ -243,7 +243,7 @@ def test_an_employer_cannot_drop_the_never_medical_rule(
                   {**role, "active": False, "period": {"start": "2024-01-01", "end": "2025-01-01"}}, {})
     assert stopped.status_code == 200, stopped.text
     assert anon.get(f"/fhir/{record.ref('medical')}", headers=headers).status_code == 404
-    assert visible(anon, headers, record) == 5  # everything but the diagnosis
+    assert visible(anon, headers, record) == 2  # the employer allowlist: work context, the Patient
 
 
 def test_an_unknown_role_gets_nothing_medical_under_a_broad_consent(

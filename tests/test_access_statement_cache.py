@@ -14,17 +14,18 @@ from .consent_world import Actors, Record, entries
 def test_callers_whose_consents_differ_in_one_constant_never_share_a_compiled_statement(
         anon: TestClient, client: TestClient, actors: Actors, record: Record, tag: str) -> None:
     # Same shape, one constant apart: the oncologist may see Conditions, the labour expert
-    # Observations; the insurance physician work context, the employer absence (not medical).
+    # Observations; the insurance physician work context, the employer Observations (of which the
+    # employer's fixed allowlist leaves work context only).
     grant(client, record.patient, [actors.permit("oncologist", types=["Condition"]),
                                    actors.permit("labour-expert", types=["Observation"]),
                                    actors.permit("insurance-physician", labels=["work-context"]),
-                                   actors.permit("employer", labels=["absence-benefits"])],
+                                   actors.permit("employer", types=["Observation"])],
           f"{tag}-consent")
     sees = {"oncologist": {"medical"},
             "labour-expert": {"work-context", "functional-capacity", "absence-benefits",
                               "self-reported-health"},
             "insurance-physician": {"work-context"},
-            "employer": {"absence-benefits"}}
+            "employer": {"work-context"}}
     for _ in range(3):  # interleaved, so every statement is also served from the cache
         for role, categories in sees.items():
             headers = actors.headers[role]

@@ -17,9 +17,15 @@ CASES = [
     ("wia-benefit", "valid-partial-current.json", {"absence-benefits"}),
     ("load-capacity-item", "valid-d220-capacity.json", {"functional-capacity"}),
     ("late-effect-report", "valid-fatigue.json", {"self-reported-health"}),
-    ("vulnerable-group-screening", "valid-screening.json", {"work-context", "medical"}),
+    # Issue 11: the incurable-cancer question has a resource of its own (medical); the rest is
+    # shared with a labour expert with consent, never with an employer.
+    ("vulnerable-group-screening", "valid-screening.json", {"work-context", "absence-benefits"}),
+    ("incurable-cancer-screening", "valid-yes.json", {"medical"}),
     ("work-goal", "valid-contract-hours-target.json", {"work-context"}),
-    ("bar", "valid-complete.json", {"functional-capacity", "work-context"}),
+    # Issue 11: free text about the home situation or the prognosis makes a BAR response medical.
+    ("bar", "valid-complete.json", {"functional-capacity", "work-context", "medical"}),
+    ("employer-statement", "valid-hours-per-day.json", {"employer-summary"}),
+    ("hours-limitation", "valid-4h-per-day.json", {"functional-capacity"}),
 ]
 
 
@@ -48,11 +54,11 @@ def test_unrecognised_clinical_data_is_medical_and_directory_data_unlabelled(cli
 def test_update_without_labels_keeps_them(client: TestClient, tag: str) -> None:
     stored = create(client, example("vulnerable-group-screening", "valid-screening.json", tag,
                                     new_patient(client, tag)))
-    assert labels(stored) == {"work-context", "medical"}
+    assert labels(stored) == {"work-context", "absence-benefits"}
     bare = {**stored, "meta": {"tag": stored["meta"]["tag"]}}
     resp = client.put(f"/fhir/Observation/{stored['id']}", json=bare, headers=FHIR_JSON)
     assert resp.status_code == 200, resp.text
-    assert labels(resp.json()) == {"work-context", "medical"}
+    assert labels(resp.json()) == {"work-context", "absence-benefits"}
 
 
 def test_a_client_cannot_remove_medical(client: TestClient, tag: str) -> None:

@@ -27,7 +27,7 @@ INVALID = example_files("invalid", FORMS)
 
 def test_every_questionnaire_has_examples() -> None:
     assert set(FORMS) == {"bar", "late-effects-signals", "load-capacity", "vulnerable-groups",
-                          "work-situation-intake"}
+                          "work-situation-intake", "work-ability"}
     for form in FORMS:
         assert (form, "response-sample.json") in VALID
 

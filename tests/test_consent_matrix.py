@@ -62,7 +62,8 @@ EXPECTED: dict[str, dict[str, str]] = {
         "ehr-system":             "- - - - - -",
     },
     # One permit per professional without class or labels: the whole record, except what the
-    # rules keep back (an employer never gets medical; a labour expert not through a broad grant).
+    # rules keep back (an employer only ever gets work context, issue 11; a labour expert no
+    # medical through a broad grant).
     "broad": {
         "patient":                "W F A S M P",
         "pgo-app":                "W F A S M P",
@@ -70,7 +71,7 @@ EXPECTED: dict[str, dict[str, str]] = {
         "occupational-physician": "W F A S M P",
         "labour-expert":          "W F A S - P",
         "insurance-physician":    "W F A S M P",
-        "employer":               "W F A S - P",
+        "employer":               "W - - - - P",
         "ehr-system":             "W F A S M P",
     },
     # Each professional gets the categories in BY_CATEGORY.
@@ -81,11 +82,12 @@ EXPECTED: dict[str, dict[str, str]] = {
         "occupational-physician": "W F A - - P",
         "labour-expert":          "W F - - - P",
         "insurance-physician":    "- F A - M P",
-        "employer":               "W - A - - P",
+        "employer":               "W - - - - P",
         "ehr-system":             "- - - - M P",
     },
     # Every category named explicitly, medical included: the labour expert now sees medical,
-    # the employer still never does.
+    # the employer still never does (issue 11: an employer gets only work context and the
+    # employer summary, whatever the consent names).
     "explicit-all": {
         "patient":                "W F A S M P",
         "pgo-app":                "W F A S M P",
@@ -93,7 +95,7 @@ EXPECTED: dict[str, dict[str, str]] = {
         "occupational-physician": "W F A S M P",
         "labour-expert":          "W F A S M P",
         "insurance-physician":    "W F A S M P",
-        "employer":               "W F A S - P",
+        "employer":               "W - - - - P",
         "ehr-system":             "W F A S M P",
     },
     # A broad permit with a nested deny of self-reported health.
@@ -104,7 +106,7 @@ EXPECTED: dict[str, dict[str, str]] = {
         "occupational-physician": "W F A - M P",
         "labour-expert":          "W F A - - P",
         "insurance-physician":    "W F A - M P",
-        "employer":               "W F A - - P",
+        "employer":               "W - - - - P",
         "ehr-system":             "W F A - M P",
     },
     # The broad consent, withdrawn by the patient (status inactive), deleted by the PGO app, or

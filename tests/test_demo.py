@@ -168,10 +168,14 @@ def test_kees_is_self_employed_without_employer(client: TestClient, first_load: 
 
 def test_ingrid_works_part_time_with_incurable_cancer(client: TestClient,
                                                       first_load: dict[str, int]) -> None:
+    # Issue 11: the incurable-cancer answer is a medical resource of its own, apart from the rest
+    # of the vulnerable-group screening.
     [screening] = _obs(client, "pat-ingrid", f"{PW}|vulnerable-group-screening")
-    incurable = _component(screening, "https://pgo-work.nl/fhir/CodeSystem/vulnerable-group",
-                           "incurable-cancer")
-    assert incurable is not None and incurable["valueBoolean"] is True
+    assert _component(screening, "https://pgo-work.nl/fhir/CodeSystem/vulnerable-group",
+                      "incurable-cancer") is None
+    [incurable] = _obs(client, "pat-ingrid", f"{PW}|incurable-cancer-screening")
+    assert incurable["valueBoolean"] is True
+    assert "medical" in {s["code"] for s in incurable["meta"]["security"]}
     [status] = _obs(client, "pat-ingrid", f"{PW}|work-status")
     assert status["valueCodeableConcept"]["coding"][0]["code"] == "partially-working"
 
@@ -233,6 +237,8 @@ def _evidence(client: TestClient, patient: str) -> set[str]:
     flags = set()
     for report in _search(client, "Observation", patient=patient,
                           category="http://terminology.hl7.org/CodeSystem/observation-category|survey"):
+        if "valueCodeableConcept" not in report:
+            continue  # a survey that is not a late-effect report (the Work Ability Score)
         severity = report["valueCodeableConcept"]["coding"][0]["code"]
         for coding in report["code"]["coding"]:
             if coding["system"] == RED_FLAG_SYSTEM and severity in ("moderate", "severe"):

@@ -18,7 +18,8 @@ EXPECTED = {
     "late-effects-signals": {"late-effect-report": 11},
     "load-capacity": {"load-capacity-profile": 1, "load-capacity-item": 8},
     "bar": {"load-capacity-profile": 1, "load-capacity-item": 6},
-    "vulnerable-groups": {"vulnerable-group-screening": 1},
+    "vulnerable-groups": {"vulnerable-group-screening": 1, "incurable-cancer-screening": 1},
+    "work-ability": {"work-ability-score": 1},
 }
 
 

@@ -68,14 +68,14 @@ def test_find_by_specialty_and_by_role_with_specialty(client: TestClient, demo: 
 
 def test_find_by_organisation(client: TestClient, demo: None) -> None:
     assert roles(client, organization="Organization/org-arbodienst") == {
-        "role-bedrijfsarts", "role-baco", "role-arbeidsdeskundige"}
+        "role-bedrijfsarts", "role-baco", "role-arbeidsdeskundige", "role-casemanager"}
     # a reintegration agency specialised in cancer, found by its name
     assert roles(client, **{"organization.name:contains": "bij kanker"}) == {"role-reintegratie"}
 
 
 def test_find_by_city_or_province(client: TestClient, demo: None) -> None:
     assert roles(client, **{"location.address-city": "Amersfoort"}) == {
-        "role-bedrijfsarts", "role-arbeidsdeskundige"}
+        "role-bedrijfsarts", "role-arbeidsdeskundige", "role-casemanager"}
     assert roles(client, **{"location.address-state": "Gelderland"}) == {"role-baco"}
     # occupational medicine in the province of Utrecht: the BACO works from Arnhem
     assert roles(client, specialty=OCCUPATIONAL_MEDICINE, **{"location.address-state": "Utrecht"}) == {

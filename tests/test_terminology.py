@@ -51,10 +51,10 @@ def test_expand_by_url_in_english_and_dutch(client: TestClient) -> None:
 
 def test_expand_filter_count_and_offset(client: TestClient) -> None:
     full = _get(client, "/fhir/ValueSet/$expand", url=f"{VS}/icf-cancer-work")
-    assert full["expansion"]["total"] == 31
+    assert full["expansion"]["total"] == 42  # issue 11 added 11 categories
     codes = [c["code"] for c in full["expansion"]["contains"]]
     page = _get(client, "/fhir/ValueSet/$expand", url=f"{VS}/icf-cancer-work", count="5", offset="5")
-    assert page["expansion"]["total"] == 31 and page["expansion"]["offset"] == 5
+    assert page["expansion"]["total"] == 42 and page["expansion"]["offset"] == 5
     assert [c["code"] for c in page["expansion"]["contains"]] == codes[5:10]
     found = _get(client, "/fhir/ValueSet/$expand", url=f"{VS}/icf-cancer-work", filter="employment")
     assert {c["code"] for c in found["expansion"]["contains"]} == {"d850", "d855", "e135", "e590"}

@@ -39,7 +39,8 @@ MEDICAL_LABEL = {"system": f"{BASE}/CodeSystem/data-category", "code": "medical"
 ICF = "http://hl7.org/fhir/sid/icf"
 SECRETS = ["ZEBRA-DIAGNOSE-4711", "GEHEIM-DOEL-4711", "GEHEIM-PLAN-4711", "GEHEIM-FASE-4711",
            "GEHEIM-AANPASSING-4711", "GEHEIM-NOTITIE-4711", "Maintaining a body position",
-           "Lifting and carrying objects", "chemokuur-4711", "NOTITIE-ZICHTBAAR-4711"]
+           "Lifting and carrying objects", "chemokuur-4711", "NOTITIE-ZICHTBAAR-4711",
+           "GEHEIM-OMSCHRIJVING-4711", "Weer 24 uur per week werken", "Opbouwplan"]
 
 
 @pytest.fixture(scope="module")
@@ -93,6 +94,12 @@ def load_item(tag: str, pid: str, code: str, display: str, qualifier: str, kind:
     return tagged(item, tag)
 
 
+def for_employer(element: dict[str, Any], text: str) -> dict[str, Any]:
+    """The element with text written for the employer (the only free text the summary shows)."""
+    return {**element, "extension": [{"url": f"{BASE}/StructureDefinition/employer-text",
+                                      "valueString": text}]}
+
+
 def medical(resource: dict[str, Any]) -> dict[str, Any]:
     """The same resource, labelled medical by its writer (a label may only be added)."""
     return {**resource, "meta": {**resource["meta"], "security": [MEDICAL_LABEL]}}
@@ -106,16 +113,20 @@ def test_anna_gets_a_document_and_a_pdf_with_the_same_work_content(client: TestC
     assert composition["resourceType"] == "Composition" and composition["status"] == "final"
     assert composition["subject"] == {"reference": "Patient/pat-anna"}
     titles = [s["title"] for s in composition["section"]]
-    assert titles == ["Werkdoel", "Mogelijkheden", "Beperkingen", "Afgesproken aanpassingen",
-                      "Re-integratieplan", "Over dit overzicht", "PDF"]
+    assert titles == ["Werkdoel", "Beperkingen", "Toelichting voor de werkgever",
+                      "Afgesproken aanpassingen", "Re-integratieplan", "Over dit overzicht", "PDF"]
     assert composition["section"][-1]["entry"][0]["reference"] == bundle["entry"][2]["fullUrl"]
     person = entry(bundle, "Patient")
     assert set(person) == {"resourceType", "id", "meta", "name"}  # no address, birth date, contact
     assert person["meta"]["tag"][0]["code"] == "SUBSETTED"
-    expected = ["Anna de Vries", "In maart 2027 weer mijn volle 32 uur werken",
-                "Fatiguability: matig probleem", "Lifting and carrying objects: licht probleem",
-                "Korte pauzes (06-07-2026 t/m 01-03-2027; bezig)", "Rustige werkplek", "Thuiswerken",
-                "Huidige fase: Fase 4, 20 uur per week.",
+    # Issue 11: an allowlist. Work-translated d-categories (with the FML norm), the hours
+    # limitation and its expected duration, text written for the employer; no b/e codes.
+    expected = ["Anna de Vries", "Doel: in maart 2027 weer de volle 32 uur per week werken",
+                "Tillen en dragen: niet meer dan 10 kg", "Omgaan met werkdruk",
+                "Kan maximaal 5 uur per dag en 20 uur per week werken (naar verwachting t/m 06-12-2026)",
+                "Geen tilwerk boven 10 kg, zoals dozen met archiefstukken.",
+                "Korte pauzes (06-07-2026 t/m 01-03-2027; bezig): Elke 2 uur een pauze van 10 minuten.",
+                "Rustige werkplek", "Thuiswerken", "Huidige fase: Fase 4, 20 uur per week.",
                 "Fase 2 (03-08-2026 t/m 13-09-2026), 12 uur per week, afgerond"]
     text, printed = narrative(bundle), pdf_text(bundle)
     for phrase in expected:
@@ -123,7 +134,8 @@ def test_anna_gets_a_document_and_a_pdf_with_the_same_work_content(client: TestC
         assert phrase in printed, phrase
     # the diagnosis, the load-capacity notes and why a phase was extended stay out
     for absent in ("Borstkanker", "254837009", "Snel vermoeid", "herstel kost een nacht",
-                   "vermoeidheid nam toe"):
+                   "vermoeidheid nam toe", "Fatiguability", "b4552", "b140", "e330", "Energetic",
+                   "Energetische", "op geleide van klachten", "weggelaten"):
         assert absent not in orjson.dumps(bundle).decode() and absent not in printed, absent
 
 
@@ -157,8 +169,9 @@ def mixed(client: TestClient, tag: str) -> str:
     create(client, medical({**work_goal(tag, pid), "description": {"text": "GEHEIM-DOEL-4711"}}))
     create(client, rtw_plan(tag, pid, goal, [
         phase(1, "2026-01-05", "2026-02-01", 8, "in-progress"),
-        adjustment("quiet-room", "2026-01-05", "Eigen kamer op de tweede verdieping."),
-        adjustment("short-breaks", "2026-01-05", "Pauze na de chemokuur-4711."),
+        for_employer(adjustment("quiet-room", "2026-01-05", "GEHEIM-OMSCHRIJVING-4711"),
+                     "Eigen kamer op de tweede verdieping."),
+        for_employer(adjustment("short-breaks", "2026-01-05", "Pauze."), "Pauze na de chemokuur-4711."),
     ]))
     secret_plan = rtw_plan(tag, pid, goal, [
         {"detail": {**phase(1, "2026-01-05", "2026-02-01", 8, "in-progress")["detail"],
@@ -190,14 +203,15 @@ def test_nothing_labelled_medical_reaches_the_summary(client: TestClient, settin
         for secret in SECRETS:
             assert secret not in whole, secret
             assert secret not in printed, secret
-        for shown in ("Sanne Bakker", "Weer 24 uur per week werken", "Rustige werkplek",
-                      "Undertaking multiple tasks: ernstig probleem", "Eigen kamer op de tweede verdieping.",
+        for shown in ("Sanne Bakker", "Gewerkte uren per week: 24 uur per week", "Rustige werkplek",
+                      "Meerdere taken tegelijk doen: sterk beperkt", "Eigen kamer op de tweede verdieping.",
                       "Fase 1"):
             assert shown in narrative(bundle), shown
             assert shown in printed, shown
-        # the adjustment itself stays; its text with medical wording does not
+        # the adjustment itself stays; its text with medical wording does not, silently
         assert "Korte pauzes (vanaf 05-01-2026; bezig)" in printed
-        assert "1 vrije tekst(en) zijn weggelaten" in printed
+        assert "Korte pauzes (vanaf 05-01-2026; bezig):" not in printed
+        assert "weggelaten" not in printed
 
 
 def test_an_empty_record_still_gives_a_document(client: TestClient, tag: str) -> None:

@@ -31,7 +31,7 @@ from .principal import Principal
 from .provisions import Caller, ConsentRule, Provision, rules
 from .purpose import request_purposes
 from .representative import represented_patient
-from .resolve import AccessCache, resolve
+from .resolve import UNKNOWN_ROLE, AccessCache, resolve
 
 
 # -- the policy ----------------------------------------------------------------------------
@@ -96,10 +96,23 @@ class ConsentPolicy(PolicyBase):
         part, so it does not count) and no exception could take part of it away."""
         if self.represents is not None:
             return patient == self.represents
-        if categories & self.caller.rule_codes("never"):
+        if categories & self.caller.rule_codes("never") or self.caller.outside_allowlist(categories):
             return False
         return any(self._write_permitted(rule.root, resource_type, set(categories), False, "read")
                    for rule in self.consents if rule.patient == patient)
+
+    def check_operation(self, name: str) -> None:
+        """An operation listed under `operations` in the access rules is for the roles listed
+        there; a caller who also holds an employer-side role (one with an `only` allowlist) or
+        a role no one defined gets 403 however else they are set up. A representative acts as
+        the patient, who may call every operation on their own record."""
+        rule = rules().get("operations", {}).get(name)
+        if rule is None or self.represents is not None:
+            return
+        roles = self.caller.roles
+        restricted = any("only" in r for r in self.caller.rule_roles) or UNKNOWN_ROLE in roles
+        if restricted or not roles & set(rule["roles"]):
+            raise FhirError(403, "forbidden", f"Your role may not use ${name}")
 
     def check_write(self, intent: WriteIntent) -> None:
         """Writes into a patient's record need a write permit covering what is written."""
@@ -114,7 +127,7 @@ class ConsentPolicy(PolicyBase):
             return
         system = rules()["dataCategorySystem"]
         categories = {code for sys, code in intent.labels if sys == system}
-        if categories & self.caller.rule_codes("never"):
+        if categories & self.caller.rule_codes("never") or self.caller.outside_allowlist(categories):
             raise FhirError(403, "forbidden", "This role may not record data of that category")
         for patient in intent.patients:
             permitting = {rule.id for rule in self.consents if rule.patient == patient

@@ -131,7 +131,9 @@ def read_plan(caller: Caller, consents: list[ConsentRule],
             members = P.in_patients(name)
         terms.append(P.all_of(members, granting[key]))
     never = caller.rule_codes("never")
-    plan = P.all_of(P.any_of(*terms, P.negate(P.IN_RECORD)), P.negate(P.labels_any(never)))
+    allowed = caller.allowlist
+    plan = P.all_of(P.any_of(*terms, P.negate(P.IN_RECORD)), P.negate(P.labels_any(never)),
+                    P.TRUE if allowed is None else P.labels_within(allowed))
     return plan, values, live
 
 

@@ -240,6 +240,10 @@ class Policies:
         for policy in self.all_of:
             policy.check_type(resource_type, action)
 
+    def check_operation(self, name: str) -> None:
+        for policy in self.all_of:
+            policy.check_operation(name)
+
     def may_read(self, patient: str, resource_type: str, categories: frozenset[str]) -> bool:
         return all(policy.may_read(patient, resource_type, categories) for policy in self.all_of)
 

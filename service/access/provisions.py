@@ -66,6 +66,19 @@ class Caller:
         """The union of one rule (`never`, `explicitOnly`) over the caller's roles."""
         return frozenset(c for r in self.rule_roles for c in r.get(key, []))
 
+    @property
+    def allowlist(self) -> frozenset[str] | None:
+        """The data categories the caller may ever see, whatever a consent says (`only`: the
+        intersection over the caller's roles that have one, e.g. the employer), or None when
+        no role of theirs is limited to an allowlist."""
+        lists = [frozenset(r["only"]) for r in self.rule_roles if "only" in r]
+        return frozenset.intersection(*lists) if lists else None
+
+    def outside_allowlist(self, categories: frozenset[str] | set[str]) -> bool:
+        """Whether any of these categories lies outside the caller's fixed allowlist."""
+        allowed = self.allowlist
+        return allowed is not None and not set(categories) <= allowed
+
 
 @dataclass(frozen=True)
 class Actor:

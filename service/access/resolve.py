@@ -238,10 +238,10 @@ def known_role(role: str) -> str:
 
 @lru_cache(maxsize=1)
 def restricting_roles() -> frozenset[str]:
-    """Roles with a rule that restricts (`never`, `explicitOnly`): they count from every
-    PractitionerRole of the caller, active or not, so deactivating one never lifts them."""
+    """Roles with a rule that restricts (`never`, `explicitOnly`, `only`): they count from
+    every PractitionerRole of the caller, active or not, so deactivating one never lifts them."""
     return frozenset(r for r, rule in rules()["roles"].items()
-                     if rule.get("never") or rule.get("explicitOnly"))
+                     if rule.get("never") or rule.get("explicitOnly") or "only" in rule)
 
 
 def _split(reference: str | None, *types: str) -> tuple[str, str]:

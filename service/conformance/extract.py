@@ -7,7 +7,10 @@ the answer as value; a group: child items with a `definition` fill that element,
 children become components); extracted items nested under a panel whose profile has
 `hasMember` become its members; status, subject, performer, effective[x] and required pattern
 elements (such as category) come from the response and the profile. Unanswered or disabled
-items produce nothing, and a panel that requires members is dropped when it has none.
+items produce nothing, and a panel that requires members is dropped when it has none. A
+question with the `score-bands` extension (a CodeSystem whose concepts carry the integer
+properties `minScore` and `maxScore`) also gets the band its integer answer falls in as
+`Observation.interpretation`: the scoring of a single-item measure is data, not code.
 
 This module is pure: it builds Observations; the $extract operation gives them ids, checks them
 against their profiles and stores them.
@@ -24,6 +27,7 @@ from .validator import ConformanceError, Profile, ProfileValidator
 
 OBSERVATION_EXTRACT = "http://hl7.org/fhir/uv/sdc/StructureDefinition/sdc-questionnaire-observationExtract"
 EXTRACT_PROFILE_PATH = "/StructureDefinition/extract-profile"
+SCORE_BANDS_PATH = "/StructureDefinition/score-bands"
 
 
 class ExtractError(ValueError):
@@ -105,7 +109,25 @@ class _Run:
         for answer in ritem.get("answer") or []:
             obs = self._new(q, profile, parent)
             self._set(obs, "Observation.value[x]", answer, q)
+            self._score(obs, answer, q)
             self._finish(obs)
+
+    def _score(self, obs: ExtractedObservation, answer: dict[str, Any], q: dict[str, Any]) -> None:
+        """The band of an integer answer (extension score-bands) as the interpretation."""
+        url = self.x.validator.canonical_base.rstrip("/") + SCORE_BANDS_PATH
+        system = next((e.get("valueCanonical") for e in q.get("extension", [])
+                       if isinstance(e, dict) and e.get("url") == url), None)
+        value = answer.get("valueInteger")
+        if not isinstance(system, str) or not isinstance(value, int):
+            return
+        concepts = self.x.validator.terminology.codesystems.get(system, {})
+        for concept in concepts.values():
+            bounds = {p.get("code"): p.get("valueInteger") for p in concept.properties}
+            low, high = bounds.get("minScore"), bounds.get("maxScore")
+            if isinstance(low, int) and isinstance(high, int) and low <= value <= high:
+                obs.resource["interpretation"] = [{"coding": [{
+                    "system": system, "code": concept.code, "display": concept.display}]}]
+                return
 
     def _new(self, q: dict[str, Any], profile: Profile,
              parent: ExtractedObservation | None) -> ExtractedObservation:

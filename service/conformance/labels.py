@@ -20,10 +20,11 @@ from .validator import codings_of
 
 @dataclass(frozen=True)
 class Condition:
-    kind: str  # profile | code | codeSystem | category | questionnaire
+    kind: str  # profile | code | codeSystem | category | questionnaire | answered
     system: str | None = None
     code: str | None = None
     url: str | None = None
+    link_ids: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,10 @@ class Rule:
 def _condition(data: dict[str, Any]) -> Condition:
     if "profile" in data:
         return Condition("profile", url=data["profile"].split("|")[0])
+    if "answered" in data:
+        spec = data["answered"]
+        return Condition("answered", url=spec["questionnaire"].split("|")[0],
+                         link_ids=frozenset(spec["linkId"]))
     if "questionnaire" in data:
         return Condition("questionnaire", url=data["questionnaire"].split("|")[0])
     if "codeSystem" in data:
@@ -50,6 +55,23 @@ def _condition(data: dict[str, Any]) -> Condition:
 def _codings(value: Any) -> list[tuple[str | None, str | None]]:
     values = value if isinstance(value, list) else [value]
     return [pair for v in values for pair in codings_of(v)]
+
+
+def _answers_any(items: Any, link_ids: frozenset[str]) -> bool:
+    """Whether a QuestionnaireResponse answers one of these items, at any depth (an answer
+    with any value counts: an empty one cannot be told from one that says something)."""
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
+        if item.get("linkId") in link_ids and item.get("answer"):
+            return True
+        if _answers_any(item.get("item"), link_ids):
+            return True
+        answers = item.get("answer")
+        for answer in answers if isinstance(answers, list) else []:
+            if isinstance(answer, dict) and _answers_any(answer.get("item"), link_ids):
+                return True
+    return False
 
 
 class SecurityLabeler:
@@ -108,9 +130,11 @@ class SecurityLabeler:
             meta = resource.get("meta") or {}
             return any(isinstance(p, str) and p.split("|")[0] == cond.url
                        for p in meta.get("profile") or [])
-        if cond.kind == "questionnaire":
+        if cond.kind in ("questionnaire", "answered"):
             q = resource.get("questionnaire")
-            return isinstance(q, str) and q.split("|")[0] == cond.url
+            if not (isinstance(q, str) and q.split("|")[0] == cond.url):
+                return False
+            return cond.kind == "questionnaire" or _answers_any(resource.get("item"), cond.link_ids)
         if cond.kind == "category":
             return (cond.system, cond.code) in _codings(resource.get("category"))
         codes = _codings(resource.get("code"))

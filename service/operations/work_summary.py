@@ -1,17 +1,26 @@
 """Patient/[id]/$work-summary: an employer-safe document the patient hands to their employer.
 
-Only functional possibilities and limitations, agreed workplace adjustments, the work goal and
-the return-to-work plan; no diagnosis, treatment or medical wording. Why it is safe by
-construction and not by the caller's good judgement:
-- every search carries `data-category:not=medical` (MEDICAL below is a constant, not a rule a
-  file could loosen), so a resource labelled medical never reaches the summary, even when the
-  caller (the patient, their occupational physician) may see it; a resource that slipped
-  through would still be dropped by `_not_medical`;
-- only coded content and a few descriptive fields are copied, never notes, and free text with
-  medical wording (profiles/rules/work-summary.json) is left out;
-- sick leave, benefits and self-reported complaints are never read.
-The answer is a Bundle of type document: a Composition with the narrative, the Patient reduced
-to their name (tagged SUBSETTED), and the same content as a PDF in a Binary. Nothing is stored.
+Safe by construction, not by the caller's good judgement: the summary is an ALLOWLIST of what an
+employer may know (Dutch DPA policy rules on sick employees, 2016), and everything else is never
+read or never copied:
+- activities-and-participation limitations in work terms (ICF d-categories listed in
+  profiles/rules/work-summary.json, with the FML norm where one is recorded) and the hours
+  limitation (hours per day and per week, never its reason); never an ICF body function or
+  structure (b, s), an environmental factor (e: e3xx is family) or a complaint;
+- statements written for the employer (profile employer-statement), agreed adjustments (coded),
+  the work goal, the plan and its phases (coded hours, dates, status) and the expected duration;
+- free text only where it was written for the employer (the employer-text extension, an
+  employer statement), never a description, title or note; a silent second check drops such
+  text when it carries medical wording, and nothing says how many texts were left out, so the
+  document never tells that medical text existed;
+- every search carries `data-category:not=medical` (a constant, not a rule a file could loosen)
+  and `_not_medical` drops whatever slipped through; sick leave, benefits, self-reported health
+  and BAR answers are never searched.
+It runs under the caller's access: an employer (who may only ever see work context and the
+employer summary) gets the goal, plan, adjustments and statements; the patient or their
+occupational physician also the translated capacity. The answer is a Bundle of type document: a
+Composition with the narrative, the Patient reduced to their name (tagged SUBSETTED), and the
+same content as a PDF in a Binary. Nothing is stored.
 """
 
 from __future__ import annotations
@@ -47,34 +56,49 @@ DEFINITION = "https://pgo-work.nl/fhir/OperationDefinition/Patient-work-summary"
 BASE = "https://pgo-work.nl/fhir/CodeSystem"
 ICF = "http://hl7.org/fhir/sid/icf"
 QUALIFIER = f"{BASE}/icf-qualifier"
-QUALIFIER_TYPE = f"{BASE}/icf-qualifier-type"
 ADJUSTMENT = f"{BASE}/workplace-adjustment"
+EMPLOYER_TEXT = "https://pgo-work.nl/fhir/StructureDefinition/employer-text"
 SUBSETTED = {"system": "http://terminology.hl7.org/CodeSystem/v3-ObservationValue", "code": "SUBSETTED",
              "display": "subsetted"}
 ACTIVE_GOALS = {"proposed", "planned", "accepted", "active", "on-hold"}
 ACTIVE_PLANS = {"draft", "active", "on-hold"}
+FINAL = ("status", "final,amended,corrected")
 STATUS_NL = {"completed": "afgerond", "in-progress": "bezig", "not-started": "nog niet gestart",
              "scheduled": "gepland", "on-hold": "gepauzeerd", "stopped": "gestopt",
              "cancelled": "vervallen", "unknown": "onbekend"}
 DROPPED_ACTIVITIES = {"cancelled", "entered-in-error", "stopped"}
 TITLE = "Werkoverzicht voor de werkgever"
+ABOUT = ("Dit overzicht is door de werknemer zelf aan u gegeven. Het bevat alleen wat de werknemer "
+         "in het werk wel en (nog) niet kan, afgesproken aanpassingen, het plan voor de opbouw van "
+         "het werk en hoe lang dat naar verwachting duurt. Medische gegevens staan er bewust niet in: "
+         "die zijn privé. Tekst staat er alleen in als die voor u, de werkgever, is geschreven.")
 
 
 class Wording:
-    """Free text goes through here: None when it carries medical wording (and it is counted)."""
+    """Text written for the employer goes through here: None when it carries medical wording.
+    Deliberately silent: how many texts were dropped is not counted anywhere."""
 
     def __init__(self, terms: list[str]) -> None:
         self.terms = [t.lower() for t in terms]
-        self.left_out = 0
 
     def clean(self, text: Any) -> str | None:
         if not isinstance(text, str) or not text.strip():
             return None
         lowered = text.lower()
         if any(term in lowered for term in self.terms):
-            self.left_out += 1
             return None
         return text.strip()
+
+
+def employer_text(element: Any, words: Wording) -> str | None:
+    """The text written for the employer on a Goal, CarePlan or activity (extension
+    employer-text), never the element's own description or title."""
+    if not isinstance(element, dict):
+        return None
+    for ext in element.get("extension") or []:
+        if isinstance(ext, dict) and ext.get("url") == EMPLOYER_TEXT:
+            return words.clean(ext.get("valueString"))
+    return None
 
 
 def _not_medical(found: list[Found]) -> list[Found]:
@@ -99,13 +123,19 @@ def _period_text(period: Any) -> str:
     return f"{_nl_date(span.start)} t/m {_nl_date(span.end)}" if span.end else f"vanaf {_nl_date(span.start)}"
 
 
+def _until(period: Any) -> str:
+    """' (naar verwachting t/m <end>)' for a period with an end: the expected duration."""
+    span = span_of(period)
+    return f" (naar verwachting t/m {_nl_date(span.end)})" if span is not None and span.end else ""
+
+
 def _goal_section(call: OperationCall, goals: list[Found], words: Wording) -> Section | None:
     measures = concept_texts(call, PW)
     statuses = concept_texts(call, f"{BASE}/work-status")
     section = Section("Werkdoel")
     for goal in goals:
         g = goal.resource
-        text = words.clean((g.get("description") or {}).get("text"))
+        text = employer_text(g, words)
         if text:
             section.paragraphs.append(text)
         for target in g.get("target") or []:
@@ -124,37 +154,67 @@ def _goal_section(call: OperationCall, goals: list[Found], words: Wording) -> Se
     return section if section.paragraphs or section.items else None
 
 
-def _capacity_sections(call: OperationCall, items: list[Found], limit_from: int,
-                       words: Wording) -> list[Section]:
-    """Latest finding per ICF category, as a possibility or a limitation; never the notes."""
-    latest: dict[str, Found] = {}
+def _norm_line(item: dict[str, Any], name: str, norms: dict[str, str]) -> str | None:
+    """The finding in the FML's own norm ('Tillen en dragen: niet meer dan 10 kg'), if recorded."""
+    quantity = (component(item, PW, "fml-norm") or {}).get("valueQuantity") or {}
+    value, unit = quantity.get("value"), quantity.get("code")
+    if not isinstance(value, int | float) or unit not in norms:
+        return None
+    return norms[unit].format(name=name, value=format_hours(float(value)))
+
+
+def _capacity_sections(items: list[Found], rules: dict[str, Any]) -> list[Section]:
+    """Latest finding per listed ICF d-category, in work terms; everything else is left out."""
+    terms: dict[str, str] = rules["workTerms"]["terms"]
+    grades: dict[str, str] = rules["grades"]["wording"]
+    norms: dict[str, str] = rules["norms"]["wording"]
+    limit_from = int(rules["limitationFromQualifier"]["value"])
+    latest: dict[str, dict[str, Any]] = {}
     for item in items:
-        code = next(iter(codes(item.resource.get("code"), ICF)), None)
-        if code is None or not codes(item.resource.get("valueCodeableConcept"), QUALIFIER):
-            continue
-        when = item.resource.get("effectiveDateTime") or ""
-        if code not in latest or when >= (latest[code].resource.get("effectiveDateTime") or ""):
-            latest[code] = item
-    qualifiers, types = concept_texts(call, QUALIFIER), concept_texts(call, QUALIFIER_TYPE)
-    possible, limited = Section("Mogelijkheden"), Section("Beperkingen")
-    for code, item in sorted(latest.items()):
         r = item.resource
+        code = next(iter(codes(r.get("code"), ICF)), None)
+        if code not in terms or not codes(r.get("valueCodeableConcept"), QUALIFIER):
+            continue  # the allowlist: only the d-categories named for employers
+        when = r.get("effectiveDateTime") or ""
+        if code not in latest or when >= (latest[code].get("effectiveDateTime") or ""):
+            latest[code] = r
+    possible, limited = Section("Mogelijkheden"), Section("Beperkingen")
+    for code, r in sorted(latest.items()):
         qualifier = codes(r.get("valueCodeableConcept"), QUALIFIER)[0]
-        if not qualifier.isdigit() or int(qualifier) > 4:
+        if qualifier not in grades:
             continue  # 8 not specified, 9 not applicable
-        coding = next(c for c in r["code"]["coding"] if c.get("system") == ICF)
-        name = words.clean(coding.get("display") or r["code"].get("text") or code)
-        if name is None:
-            continue
-        kind = next(iter(codes((component(r, PW, "icf-qualifier-type") or {}).get(
-            "valueCodeableConcept"), QUALIFIER_TYPE)), None)
-        grade = qualifiers.get(qualifier, (qualifier, qualifier))[1].lower()
-        if kind in ("facilitator", "barrier"):
-            line = f"{name}: {types[kind][1].lower()} ({grade})"
-            (possible if kind == "facilitator" else limited).items.append(line)
-        else:
-            (limited if int(qualifier) >= limit_from else possible).items.append(f"{name}: {grade}")
+        name = terms[code]
+        line = _norm_line(r, name, norms) or f"{name}: {grades[qualifier]}"
+        (limited if int(qualifier) >= limit_from else possible).items.append(line)
     return [s for s in (possible, limited) if s.items]
+
+
+def _hours_lines(limits: list[Found]) -> list[str]:
+    """The latest hours limitation as the employer may know it: hours and expected duration."""
+    if not limits:
+        return []
+    latest = max(limits, key=lambda f: str((f.resource.get("effectivePeriod") or {}).get("start") or ""))
+    r = latest.resource
+    parts = []
+    for code, unit in (("hours-per-day", "per dag"), ("hours-per-week", "per week")):
+        value = ((component(r, PW, code) or {}).get("valueQuantity") or {}).get("value")
+        if isinstance(value, int | float):
+            parts.append(f"{format_hours(float(value))} uur {unit}")
+    if not parts:
+        return []
+    return [f"Kan maximaal {' en '.join(parts)} werken" + _until(r.get("effectivePeriod"))]
+
+
+def _statement_section(statements: list[Found], words: Wording) -> Section | None:
+    section = Section("Toelichting voor de werkgever")
+    ordered = sorted(statements, key=lambda f: (
+        next(iter(codes((component(f.resource, PW, "fml-item") or {}).get("valueCodeableConcept"),
+                        f"{BASE}/fml-rubriek")), "9"), f.resource.get("id", "")))
+    for found in ordered:
+        text = words.clean(found.resource.get("valueString"))
+        if text:
+            section.items.append(text + _until(found.resource.get("effectivePeriod")))
+    return section if section.items else None
 
 
 def _plan_sections(call: OperationCall, plans: list[Found], words: Wording) -> list[Section]:
@@ -162,33 +222,33 @@ def _plan_sections(call: OperationCall, plans: list[Found], words: Wording) -> l
     adjustments, plan_section = Section("Afgesproken aanpassingen"), Section("Re-integratieplan")
     for found in plans:
         plan = found.resource
-        title = words.clean(plan.get("title"))
         period = _period_text(plan.get("period"))
-        if title or period:
-            plan_section.paragraphs.append(", ".join(x for x in (title, period) if x))
-        description = words.clean(plan.get("description"))
-        if description:
-            plan_section.paragraphs.append(description)
-        current = None
+        if period:
+            plan_section.paragraphs.append(f"Looptijd: {period}")
+        text = employer_text(plan, words)
+        if text:
+            plan_section.paragraphs.append(text)
+        current, number = None, 0
         for activity in plan.get("activity") or []:
             detail = activity.get("detail") or {}
             status = detail.get("status")
             if status in DROPPED_ACTIVITIES:
                 continue
             when = _period_text(detail.get("scheduledPeriod"))
-            text = words.clean(detail.get("description"))
+            note = employer_text(activity, words)
             state = STATUS_NL.get(status or "", status or "")
             adjustment = next(iter(codes(detail.get("code"), ADJUSTMENT)), None)
             if adjustment is not None:
                 label = names.get(adjustment, (adjustment, adjustment))[1]
                 line = f"{label} ({when}; {state})" if when else f"{label} ({state})"
-                adjustments.items.append(line + (f": {text}" if text else ""))
+                adjustments.items.append(line + (f": {note}" if note else ""))
             elif "worked-hours-per-week" in codes(detail.get("code"), PW):
-                phase = words.clean((detail.get("code") or {}).get("text")) or "Fase"
+                number += 1
+                phase = f"Fase {number}"
                 hours = hours_per_week(detail.get("quantity"))
                 target = f"{format_hours(hours)} uur per week" if hours is not None else ""
                 line = ", ".join(x for x in (f"{phase} ({when})" if when else phase, target, state) if x)
-                plan_section.items.append(line + (f". {text}" if text else ""))
+                plan_section.items.append(line + (f". {note}" if note else ""))
                 if status == "in-progress":
                     current = f"Huidige fase: {phase}" + (f", {target}" if target else "") + "."
         if current:
@@ -216,19 +276,27 @@ async def work_summary(call: OperationCall) -> OperationResult:
         ("patient", pid), ("category", f"{BASE}/careplan-category|return-to-work")])
         if p.resource.get("status") in ACTIVE_PLANS]
     items = await _search(call, "Observation", [
-        ("patient", pid), ("data-category", "functional-capacity"), ("status", "final,amended,corrected")])
+        ("patient", pid), ("data-category", "functional-capacity"), ("code", f"{ICF}|"), FINAL])
+    limits = await _search(call, "Observation", [
+        ("patient", pid), ("code", f"{PW}|hours-limitation"), FINAL])
+    statements = await _search(call, "Observation", [
+        ("patient", pid), ("data-category", "employer-summary"), ("code", f"{PW}|employer-statement"),
+        FINAL])
     sections = [s for s in [_goal_section(call, goals, words)] if s]
-    sections += _capacity_sections(call, items, int(rules["limitationFromQualifier"]["value"]), words)
+    capacity = _capacity_sections(items, rules)
+    hours = _hours_lines(limits)
+    if hours:
+        limited = next((s for s in capacity if s.title == "Beperkingen"), None)
+        if limited is None:
+            limited = Section("Beperkingen")
+            capacity.append(limited)
+        limited.items[:0] = hours
+    sections += capacity
+    sections += [s for s in [_statement_section(statements, words)] if s]
     sections += _plan_sections(call, plans, words)
-    about = Section("Over dit overzicht", [
-        "Dit overzicht is door de werknemer zelf aan u gegeven. Het bevat alleen functionele "
-        "mogelijkheden en beperkingen, afgesproken aanpassingen en het plan voor de opbouw van het "
-        "werk. Medische gegevens staan er bewust niet in: die zijn privé."])
+    about = Section("Over dit overzicht", [ABOUT])
     if not sections:
         about.paragraphs.append("Er zijn (nog) geen mogelijkheden, aanpassingen of plannen vastgelegd.")
-    if words.left_out:
-        about.paragraphs.append(f"{words.left_out} vrije tekst(en) zijn weggelaten omdat ze medische "
-                                "termen kunnen bevatten.")
     now = dates.utcnow()
     summary = Summary(TITLE, person, _nl_date(now.date()), [*sections, about])
     return OperationResult(_bundle(call, pid, names, summary, pdf(summary, now)))

@@ -33,6 +33,7 @@ async def _call(request: Request, rt: RuntimeDep, access: AccessDep, name: str, 
     access.start("operation", f"${name}" + (f"?{request.url.query}" if request.url.query else ""),
                  (rtype, rid) if rtype and rid else None)
     async with rt.store(access, write=op.affects_state) as store:
+        access.check_operation(name)
         call = OperationCall(rt, store, name, level, rtype, rid, query, body, headers)
         result = await op.handler(call)
     return fhir_response(request, result.status, result.resource, result.raw, result.headers)

@@ -60,6 +60,10 @@ class AccessPolicy(Protocol):
     def check_type(self, resource_type: str | None, action: str) -> None:
         """Raise FhirError when the caller may not use this resource type at all."""
 
+    def check_operation(self, name: str) -> None:
+        """Raise FhirError when the caller's role may not call operation `$name` at all (some
+        operations' outcomes are only for the roles that may act on them). Called after `open`."""
+
     def may_read(self, patient: str, resource_type: str, categories: frozenset[str]) -> bool:
         """Whether the caller's access as granted (scopes, consents, rules; never the data
         itself) covers reading every resource of this type with these data categories in this
@@ -103,6 +107,9 @@ class PolicyBase:
         return None
 
     def check_type(self, resource_type: str | None, action: str) -> None:
+        return None
+
+    def check_operation(self, name: str) -> None:
         return None
 
     def may_read(self, patient: str, resource_type: str, categories: frozenset[str]) -> bool:
