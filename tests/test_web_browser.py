@@ -283,3 +283,48 @@ def test_pages_work_on_a_phone_and_in_english(browser: Any, app_url: str,
     assert "diagnose" not in anna.page.locator(".preview").inner_text().lower()
     anna.shot("11-phone-employer-summary")
     assert not anna.problems, anna.problems
+
+
+def test_poortwachter_steps_in_the_patients_work_story(browser: Any, app_url: str,
+                                                       request: pytest.FixtureRequest) -> None:
+    """Sanne (demo: sick since February 2026, plan van aanpak done) sees in her work story the
+    week of her sickness case and the Poortwachter steps, each with an icon and a word."""
+    sanne = _user(browser, app_url, request)
+    _sign_in(sanne, "sanne")
+    sanne.ready("#/")
+    section = sanne.page.locator("section.poortwachter")
+    text = section.inner_text()
+    assert re.search(r"Week \d+ van 104", text), text
+    done = section.locator("li.pw-step.pw-done")
+    assert done.count() >= 2 and "gedaan" in done.first.inner_text()  # probleemanalyse, plan van aanpak
+    assert any("Plan van aanpak" in t for t in done.all_inner_texts())
+    pending = section.locator("li.pw-due, li.pw-overdue")
+    assert pending.count() >= 1
+    assert re.search(r"nu aan de beurt|te laat", pending.first.inner_text())
+    assert section.locator(".pw-icon").count() == section.locator("li.pw-step").count()
+    assert "Einde loondoorbetaling verwacht op" in text and "Art. 7:629" in text  # and its source
+    sanne.shot("12-poortwachter")
+    sanne.page.get_by_role("button", name="English").click()
+    sanne.ready("#/")
+    english = sanne.page.locator("section.poortwachter").inner_text()
+    assert re.search(r"Week \d+ of 104", english) and "done" in english, english
+    sanne.page.get_by_role("button", name="Nederlands").click()
+    sanne.ready("#/")
+
+    # the occupational physician sees the steps once Sanne shares her absence data
+    doctor = _user(browser, app_url, request)
+    _sign_in(doctor, "bedrijfsarts")
+    doctor.go("#/patients/pat-sanne")
+    assert doctor.page.locator("section.poortwachter").count() == 0
+    sanne.go("#/consents/new")
+    sanne.page.get_by_label("Rol").select_option("occupational-physician")
+    sanne.page.get_by_label("Plaats").fill("Amersfoort")
+    sanne.page.get_by_role("button", name="Zoeken").click()
+    sanne.page.get_by_label(re.compile("dr. Pieter Jansen")).check()
+    sanne.page.get_by_label(re.compile("Verzuim en uitkeringen")).check()
+    sanne.click(sanne.page.locator("form").get_by_role("button", name="Toestemming geven"), "#/consents")
+    doctor.go("#/patients/pat-sanne")
+    seen = doctor.page.locator("section.poortwachter").inner_text()
+    assert re.search(r"Week \d+ van 104", seen) and "gedaan" in seen, seen
+    doctor.shot("13-physician-poortwachter")
+    assert not sanne.problems and not doctor.problems, sanne.problems + doctor.problems

@@ -15,6 +15,7 @@ from .db import transaction
 DEMO_PASSWORD = "demo-password"
 DEMO_ACCOUNTS = (
     ("anna", "Patient/pat-anna", "patient"),
+    ("sanne", "Patient/pat-sanne", "patient"),
     ("bedrijfsarts", "Practitioner/prac-bedrijfsarts", "occupational-physician"),
     ("oncoloog", "Practitioner/prac-oncoloog", "oncologist"),
     ("arbeidsdeskundige", "Practitioner/prac-arbeidsdeskundige", "labour-expert"),

@@ -5,6 +5,7 @@
 import { h, notice, replace } from './dom.js';
 import { FhirError, nameOf, operation, readOrNull, search } from './fhir.js';
 import { fmtDate, L } from './i18n.js';
+import { poortwachterSection } from './poortwachter.js';
 import { renderWorkStory } from './work.js';
 
 const NOT_SHARED = () => L('Niet met u gedeeld.', 'Not shared with you.');
@@ -77,6 +78,8 @@ export async function patientPage(main, ctx, patientId) {
     flags = h('section', {}, h('h2', {}, L('Signalen van late gevolgen', 'Late-effect red flags')), notice(NOT_SHARED()));
   }
   story.append(flags);  // at the top: what needs attention first
+  const milestones = await poortwachterSection(patientId);
+  if (milestones) story.append(milestones);
   const facts = await renderWorkStory(story, patientId);
   if (!facts.contract.length && !facts.worked.length && !facts.capacity.length) {
     story.prepend(notice(L('Werkgegevens: niet met u gedeeld.', 'Work data: not shared with you.')));
