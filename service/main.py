@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from . import __version__
 from .config import Settings, get_settings
 from .conformance.publish import publish_at_startup
-from .rest import errors
+from .rest import errors, openapi_doc
 from .rest.auth_routes import router as auth_router
 from .rest.operation_routes import router as operation_router
 from .rest.routes import router
@@ -41,4 +41,5 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(auth_router)  # first: /fhir/.well-known/... is not a resource type
     app.include_router(operation_router)  # before the resource routes: `$op` is never an id
     app.include_router(router)
+    app.openapi = lambda: openapi_doc.build(app)  # type: ignore[method-assign]
     return app
