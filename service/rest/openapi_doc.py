@@ -14,11 +14,11 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 
 from ..conformance.structure import r4_resource_types
 from .negotiation import FHIR_JSON, JSON_TYPES
 
-FHIR_PREFIX = "/fhir"
 OUTCOME_REF = {"$ref": "#/components/schemas/OperationOutcome"}
 RESOURCE_REF = {"$ref": "#/components/schemas/Resource"}
 
@@ -43,7 +43,7 @@ ERRORS: dict[str, str] = {
 SUCCESS_BY_METHOD = {"get": ("200", "304"), "post": ("200", "201"), "put": ("200", "201"),
                      "patch": ("200",), "delete": ("200", "204")}
 EMPTY_SUCCESS = {"204", "304"}
-PUBLIC_FHIR_PATHS = {"/fhir/metadata", "/fhir/.well-known/smart-configuration"}
+PUBLIC_FHIR_PATHS = {"/fhir/metadata"}
 
 
 def build(app: FastAPI) -> dict[str, Any]:
@@ -56,9 +56,10 @@ def build(app: FastAPI) -> dict[str, Any]:
     components.setdefault("schemas", {}).update(_schemas())
     components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer",
                                                 "bearerFormat": "JWT"}}
+    fhir = _fhir_routes()
     for path, item in spec.get("paths", {}).items():
         for method, operation in item.items():
-            if method in SUCCESS_BY_METHOD and path.startswith(FHIR_PREFIX):
+            if method in SUCCESS_BY_METHOD and (path, method) in fhir:
                 _fhir_operation(path, method, operation)
             elif method in SUCCESS_BY_METHOD:
                 _other_operation(operation)
@@ -66,6 +67,20 @@ def build(app: FastAPI) -> dict[str, Any]:
         components["schemas"].pop(unused, None)
     app.openapi_schema = spec
     return spec
+
+
+def _fhir_routes() -> set[tuple[str, str]]:
+    """(path, method) of every route of the FHIR routers, whose answers all leave through
+    `fhir_response`."""
+    from .operation_routes import router as operations
+    from .routes import router as resources
+
+    found: set[tuple[str, str]] = set()
+    for router in (resources, operations):
+        for route in router.routes:
+            if isinstance(route, APIRoute):
+                found.update((route.path_format, m.lower()) for m in route.methods or ())
+    return found
 
 
 def _schemas() -> dict[str, Any]:
