@@ -18,8 +18,8 @@ def _count(client: TestClient, family: str) -> int:
 def test_duplicate_json_keys_are_refused(client: TestClient) -> None:
     # Parsers disagree on which "gender" wins; we refuse rather than store one of them.
     family = f"dup{uuid.uuid4().hex[:8]}"
-    body = ('{"resourceType":"Patient","name":[{"family":"%s"}],'
-            '"gender":"male","gender":"female"}' % family)
+    body = ('{"resourceType":"Patient","name":[{"family":"' + family + '"}],'
+            '"gender":"male","gender":"female"}')
     resp = client.post("/fhir/Patient", content=body, headers=FHIR)
     assert resp.status_code == 400, resp.text
     outcome = resp.json()
@@ -32,8 +32,8 @@ def test_duplicate_json_keys_are_refused(client: TestClient) -> None:
 def test_duplicate_keys_deep_in_a_transaction_are_refused(client: TestClient) -> None:
     family = f"dup{uuid.uuid4().hex[:8]}"
     body = ('{"resourceType":"Bundle","type":"transaction","entry":[{"resource":'
-            '{"resourceType":"Patient","name":[{"family":"%s","family":"other"}]},'
-            '"request":{"method":"POST","url":"Patient"}}]}' % family)
+            '{"resourceType":"Patient","name":[{"family":"' + family + '","family":"other"}]},'
+            '"request":{"method":"POST","url":"Patient"}}]}')
     resp = client.post("/fhir", content=body, headers=FHIR)
     assert resp.status_code == 400, resp.text
     assert resp.json()["issue"][0]["expression"] == ["family"]
