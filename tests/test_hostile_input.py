@@ -44,3 +44,18 @@ def test_same_key_in_different_objects_is_fine(client: TestClient) -> None:
     body = ('{"resourceType":"Patient","name":[{"family":"a","given":["x"]},'
             '{"family":"b","given":["y"]}]}')
     assert client.post("/fhir/Patient", content=body, headers=FHIR).status_code == 201
+
+
+def test_unicode_digits_in_count_if_match_and_version_are_4xx(client: TestClient) -> None:
+    # "²".isdigit() is true but int("²") fails: these were 500s.
+    resp = client.get("/fhir/Patient", params={"_count": "\u00b2"})
+    assert resp.status_code == 400, resp.text
+    assert resp.json()["issue"][0]["expression"] == ["_count"]
+    made = client.post("/fhir/Patient", json={"resourceType": "Patient"}, headers=FHIR).json()
+    resp = client.put(f"/fhir/Patient/{made['id']}", json={**made, "gender": "other"},
+                      headers={**FHIR, "If-Match": b'W/"\xb2"'})  # type: ignore[dict-item]
+    assert resp.status_code == 400, resp.text
+    assert client.get(f"/fhir/Patient/{made['id']}").json()["meta"]["versionId"] == "1"
+    resp = client.get(f"/fhir/Patient/{made['id']}/_history/\u00b2")
+    assert resp.status_code in (400, 404), resp.text
+    assert resp.json()["resourceType"] == "OperationOutcome"

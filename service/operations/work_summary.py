@@ -22,6 +22,7 @@ from datetime import date
 from typing import Any
 
 from ..fhir import dates
+from ..fhir.digits import is_digits
 from .registry import Operation, OperationCall, OperationResult
 from .summary_render import Section, Summary, document_div, pdf, section_div
 from .workdata import (
@@ -140,7 +141,7 @@ def _capacity_sections(call: OperationCall, items: list[Found], limit_from: int,
     for code, item in sorted(latest.items()):
         r = item.resource
         qualifier = codes(r.get("valueCodeableConcept"), QUALIFIER)[0]
-        if not qualifier.isdigit() or int(qualifier) > 4:
+        if not is_digits(qualifier) or int(qualifier) > 4:
             continue  # 8 not specified, 9 not applicable
         coding = next(c for c in r["code"]["coding"] if c.get("system") == ICF)
         name = words.clean(coding.get("display") or r["code"].get("text") or code)

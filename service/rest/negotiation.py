@@ -13,6 +13,7 @@ import orjson
 from fastapi import Request
 from starlette.responses import Response
 
+from ..fhir.digits import is_digits
 from ..fhir.outcome import FhirError
 
 FHIR_JSON = "application/fhir+json"
@@ -40,7 +41,7 @@ async def read_body(request: Request, max_bytes: int, allow_patch: bool = False,
                     optional: bool = False) -> Any:
     """The parsed JSON body; 413 when too large, 415 for other media types, 400 when unparsable."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
+    if declared and is_digits(declared) and int(declared) > max_bytes:
         raise FhirError(413, "too-long", f"The body exceeds {max_bytes} bytes")
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if optional and not ctype and declared in (None, "0"):

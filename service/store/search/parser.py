@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 
+from ...fhir.digits import is_digits
 from ...fhir.outcome import FhirError, bad_request
 from ..searchparams import SearchParamRegistry
 from .request import Chain, Criterion, Has, IncludeSpec, SearchRequest, SortKey
@@ -57,7 +58,7 @@ class SearchParser:
     def _one(self, req: SearchRequest, name: str, value: str) -> None:
         rtype = req.resource_type
         if name == "_count":
-            if not value.isdigit():
+            if not is_digits(value):
                 raise bad_request(f"_count must be a non-negative integer, not '{value}'", "_count")
             req.count = min(int(value), self.max_count)
         elif name == "_total":
@@ -204,7 +205,7 @@ def _split_values(value: str) -> list[str]:
 
 
 def split_prefix(value: str) -> tuple[str, str]:
-    if len(value) > 2 and value[:2] in PREFIXES and not value[:2].isdigit():
+    if len(value) > 2 and value[:2] in PREFIXES and not is_digits(value[:2]):
         return value[:2], value[2:]
     return "eq", value
 
