@@ -17,7 +17,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
 from ..conformance.structure import r4_resource_types
-from .negotiation import FHIR_JSON, JSON_TYPES
+from .negotiation import FHIR_JSON, FORMAT_JSON, JSON_TYPES
 
 OUTCOME_REF = {"$ref": "#/components/schemas/OperationOutcome"}
 RESOURCE_REF = {"$ref": "#/components/schemas/Resource"}
@@ -61,6 +61,7 @@ def build(app: FastAPI) -> dict[str, Any]:
         for method, operation in item.items():
             if method in SUCCESS_BY_METHOD and (path, method) in fhir:
                 _fhir_operation(path, method, operation)
+                _parameters(operation, fhir[(path, method)])
             elif method in SUCCESS_BY_METHOD:
                 _other_operation(operation)
     for unused in ("HTTPValidationError", "ValidationError"):
@@ -69,17 +70,18 @@ def build(app: FastAPI) -> dict[str, Any]:
     return spec
 
 
-def _fhir_routes() -> set[tuple[str, str]]:
-    """(path, method) of every route of the FHIR routers, whose answers all leave through
-    `fhir_response`."""
+def _fhir_routes() -> dict[tuple[str, str], str]:
+    """(path, method) -> handler name, for every route of the FHIR routers, whose answers all
+    leave through `fhir_response`."""
     from .operation_routes import router as operations
     from .routes import router as resources
 
-    found: set[tuple[str, str]] = set()
+    found: dict[tuple[str, str], str] = {}
     for router in (resources, operations):
         for route in router.routes:
             if isinstance(route, APIRoute):
-                found.update((route.path_format, m.lower()) for m in route.methods or ())
+                for m in route.methods or ():
+                    found[(route.path_format, m.lower())] = route.endpoint.__name__
     return found
 
 
@@ -134,6 +136,53 @@ def _fhir_operation(path: str, method: str, operation: dict[str, Any]) -> None:
                 content[media] = {"schema": schema}
     if path not in PUBLIC_FHIR_PATHS:
         operation["security"] = [{"bearer": []}]
+
+
+def _param(name: str, where: str, schema: dict[str, Any], text: str) -> dict[str, Any]:
+    return {"name": name, "in": where, "required": False, "schema": schema, "description": text}
+
+
+VERSION_ETAG = {"type": "string", "pattern": r'^\s*(W/)?"*[0-9]+"*\s*$'}
+"""What `Interactions.if_match` accepts: a version ETag, W/ and quotes optional."""
+COMMON_PARAMS = [
+    _param("_format", "query", {"type": "string", "enum": sorted(FORMAT_JSON)},
+           "Response format; anything but JSON is 406"),
+    _param("_pretty", "query", {"type": "string"}, "'true' indents the JSON"),
+]
+SEARCH_PARAMS = [
+    _param("_count", "query", {"type": "string", "pattern": "^[0-9]+$"},
+           "Page size (capped at the server's maximum)"),
+    _param("_total", "query", {"type": "string", "enum": ["none", "estimate", "accurate"]},
+           "Whether to count the matches"),
+    _param("_summary", "query",
+           {"type": "string", "enum": ["true", "false", "count", "data", "text"]}, "Summary form"),
+    _param("_sort", "query", {"type": "string"}, "Sort keys (an unknown one is 400)"),
+    _param("_elements", "query", {"type": "string"}, "Elements to return"),
+]
+PARAMS_BY_HANDLER: dict[str, list[dict[str, Any]]] = {
+    "search": SEARCH_PARAMS,
+    "system_search": SEARCH_PARAMS,
+    "read": [_param("If-None-Match", "header", {"type": "string"}, "304 when this version"),
+             _param("If-Modified-Since", "header", {"type": "string"}, "304 when not changed")],
+    "create": [_param("If-None-Exist", "header", {"type": "string"},
+                      "Conditional create: search criteria (identifier=...)")],
+    "update": [_param("If-Match", "header", VERSION_ETAG, "412 unless this is the version")],
+    "conditional_update": [_param("If-Match", "header", VERSION_ETAG,
+                                  "412 unless the match is at this version")],
+    "patch": [_param("If-Match", "header", VERSION_ETAG, "412 unless this is the version")],
+    "delete": [_param("If-Match", "header", VERSION_ETAG, "412 unless this is the version")],
+}
+"""Parameters the handlers read beyond the path, by handler (not by path), so a route added
+with the same handler is described alike. Search parameters proper (name=..., code=...) depend
+on the resource type and are listed in the CapabilityStatement at /fhir/metadata."""
+
+
+def _parameters(operation: dict[str, Any], handler: str) -> None:
+    params = operation.setdefault("parameters", [])
+    names = {p["name"] for p in params}
+    for extra in COMMON_PARAMS + PARAMS_BY_HANDLER.get(handler, []):
+        if extra["name"] not in names:
+            params.append(dict(extra))
 
 
 def _type_enum(operation: dict[str, Any]) -> None:
