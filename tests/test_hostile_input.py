@@ -30,14 +30,14 @@ def test_duplicate_json_keys_are_refused(client: TestClient) -> None:
 
 
 def test_duplicate_keys_deep_in_a_transaction_are_refused(client: TestClient) -> None:
-    family = f"dup{uuid.uuid4().hex[:8]}"
+    family, other = f"dup{uuid.uuid4().hex[:8]}", f"dup{uuid.uuid4().hex[:8]}"
     body = ('{"resourceType":"Bundle","type":"transaction","entry":[{"resource":'
-            '{"resourceType":"Patient","name":[{"family":"' + family + '","family":"other"}]},'
-            '"request":{"method":"POST","url":"Patient"}}]}')
+            '{"resourceType":"Patient","name":[{"family":"' + family + '","family":"' + other +
+            '"}]},"request":{"method":"POST","url":"Patient"}}]}')
     resp = client.post("/fhir", content=body, headers=FHIR)
     assert resp.status_code == 400, resp.text
     assert resp.json()["issue"][0]["expression"] == ["family"]
-    assert _count(client, family) == 0 and _count(client, "other") == 0
+    assert _count(client, family) == 0 and _count(client, other) == 0
 
 
 def test_same_key_in_different_objects_is_fine(client: TestClient) -> None:
