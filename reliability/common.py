@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -216,6 +217,7 @@ class Server:
 
     def __exit__(self, *_: object) -> None:
         self.stop()
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _cmdline(pid: int) -> str:

@@ -120,7 +120,7 @@ def run_on(kind: str, cfg: Config, rng: random.Random) -> Result:
                         result.failures.append(
                             f"round {round_id}: {patients} Patient, {observations} Observations")
         finally:
-            server.stop()
+            server.__exit__()
     result.add("rounds", cfg.crash_rounds)
     result.add("entries per transaction", ENTRIES)
     result.add("kill delay ms (min/max), odd rounds near the commit",
