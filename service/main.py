@@ -11,7 +11,7 @@ from starlette.middleware.cors import CORSMiddleware
 from . import __version__
 from .config import Settings, get_settings
 from .conformance.publish import publish_at_startup
-from .rest import errors
+from .rest import errors, openapi_doc
 from .rest.auth_routes import router as auth_router
 from .rest.guards import CancelOnDisconnect, RequestGuard
 from .rest.health import router as health_router
@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(router)
     app.include_router(web_router)  # /app: the web app's static files
     install_middleware(app, settings)
+    app.openapi = lambda: openapi_doc.build(app)  # type: ignore[method-assign]
     return app
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from .digits import is_digits
+
 UCUM_SYSTEM = "http://unitsofmeasure.org"
 
 # atom -> (factor to base, {base dimension: exponent})
@@ -61,7 +63,7 @@ def _term(term: str) -> tuple[float, dict[str, int]] | None:
     term = re.sub(r"\{[^}]*\}", "", term)
     if term == "":
         return 1.0, {}
-    if term.isdigit():
+    if is_digits(term):
         return float(term), {}
     m = _TERM_RE.match(term)
     if not m:

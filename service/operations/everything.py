@@ -7,6 +7,7 @@ import uuid
 from typing import Any
 
 from ..fhir import dates
+from ..fhir.digits import is_digits
 from ..fhir.outcome import bad_request
 from .registry import Operation, OperationCall, OperationResult
 
@@ -19,7 +20,7 @@ async def everything(call: OperationCall) -> OperationResult:
     count = call.value("_count")
     limit = MAX_RESOURCES
     if count is not None:
-        if not str(count).isdigit():
+        if not is_digits(str(count)):
             raise bad_request("_count must be a non-negative integer", "_count")
         limit = min(int(count), MAX_RESOURCES)
     members = await call.store.resources_in_compartment(call.id, limit + 1)

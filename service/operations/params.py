@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..conformance.engine import Conformance
+from ..fhir.digits import is_digits
 from ..fhir.outcome import FhirError, bad_request
 from .registry import OperationCall
 
@@ -30,7 +31,7 @@ def integer(call: OperationCall, name: str) -> int | None:
     value = call.value(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not str(value).isdigit():
+    if isinstance(value, bool) or not is_digits(str(value)):
         raise bad_request(f"Parameter '{name}' must be a non-negative integer", name)
     return int(value)
 

@@ -12,6 +12,7 @@ from urllib.parse import parse_qsl
 import jsonpatch
 
 from ..fhir import dates
+from ..fhir.digits import is_digits
 from ..fhir.outcome import FhirError, bad_request
 from ..runtime import Runtime
 from ..store.records import StoredResource
@@ -73,7 +74,7 @@ class Interactions:
         if value is None:
             return None
         digits = value.strip().removeprefix("W/").strip('"')
-        if not digits.isdigit():
+        if not is_digits(digits):
             raise bad_request(f"If-Match must be a version ETag like W/\"3\", not '{value}'")
         return int(digits)
 
@@ -217,7 +218,7 @@ class Interactions:
         except dates.DateFormatError as exc:
             raise bad_request(str(exc), "_since" if "_since" in params else "_at") from exc
         count_text = params.get("_count", str(self.rt.settings.default_page_size))
-        if not count_text.isdigit():
+        if not is_digits(count_text):
             raise bad_request("_count must be a non-negative integer", "_count")
         count = min(int(count_text), self.rt.settings.max_page_size)
         page = await store.history(req.resource_type, req.id, since, at, count,

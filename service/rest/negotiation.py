@@ -6,12 +6,14 @@ OperationOutcome rather than a silent JSON answer a client would mis-parse.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import orjson
 from fastapi import Request
 from starlette.responses import Response
 
+from ..fhir.digits import is_digits
 from ..fhir.outcome import FhirError
 
 FHIR_JSON = "application/fhir+json"
@@ -74,7 +76,7 @@ async def read_body(request: Request, max_bytes: int, allow_patch: bool = False,
                     optional: bool = False) -> Any:
     """The parsed JSON body; 413 when too large, 415 for other media types, 400 when unparsable."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes:
+    if declared and is_digits(declared) and int(declared) > max_bytes:
         raise FhirError(413, "too-long", f"The body exceeds {max_bytes} bytes")
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if optional and not ctype and declared in (None, "0"):
@@ -97,12 +99,38 @@ async def read_body(request: Request, max_bytes: int, allow_patch: bool = False,
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise FhirError(400, "structure", f"The body is not valid JSON: {exc}") from exc
+    _refuse_duplicate_keys(raw)
     if b"\\u0000" in raw:  # cheap pre-check; the walk below runs only when it may matter
         path = _nul_path(body, body.get("resourceType", "") if isinstance(body, dict) else "")
         if path is not None:
             raise FhirError(422, "value", "FHIR strings may not contain the NUL character",
                             path or None)
     return body
+
+
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> None:
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise _DuplicateKey(key)
+        seen.add(key)
+
+
+def _refuse_duplicate_keys(raw: bytes) -> None:
+    """400 for an object with a repeated name: FHIR JSON forbids it, and parsers disagree on
+    which value wins (orjson keeps the last), so a proxy or validator in front of us could
+    judge a different resource than the one we would store. orjson cannot report duplicates;
+    the standard parser, run after orjson has accepted the body (so depth and number limits
+    are already checked), can, building nothing."""
+    try:
+        json.loads(raw, object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:
+        raise FhirError(400, "structure", f"The body repeats the JSON property '{exc.args[0]}'",
+                        str(exc.args[0])) from exc
 
 
 def _nul_path(node: Any, path: str) -> str | None:

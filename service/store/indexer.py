@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..fhir import dates, ucum
+from ..fhir.digits import is_digits
 from .searchparams import SearchParam, SearchParamRegistry, present
 
 
@@ -254,7 +255,7 @@ def _date_range(value: Any) -> tuple[Any, Any] | None:
                 ranges = [dates.parse_range(e) for e in events]
                 return min(r[0] for r in ranges), max(r[1] for r in ranges)
         text = str(value)
-        if text[:4].isdigit():
+        if is_digits(text[:4]):
             return dates.parse_range(text.replace("@", ""))
     except (dates.DateFormatError, OverflowError):  # unparseable, or beyond year 1..9999 in UTC
         return None

@@ -37,6 +37,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..fhir import dates
+from ..fhir.digits import is_digits
 from ..fhir.outcome import FhirError, bad_request, not_found
 from . import epochs, inheritance, locks
 from .access import AccessPolicy, WriteIntent
@@ -172,7 +173,7 @@ class ResourceStore:
     async def vread(self, resource_type: str, rid: str, version: str) -> StoredResource:
         await self.flush()
         self.access.check_type(resource_type, "read")
-        if not version.isdigit() or len(version) > 9:
+        if not is_digits(version) or len(version) > 9:
             # Versions are 32-bit integers in the schema; a longer number cannot exist.
             raise not_found(f"Version '{version}' of {resource_type}/{rid} is not known")
         stmt = select(V).where(V.c.resource_type == resource_type, V.c.id == rid,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 
+from ...fhir.digits import is_digits
 from ...fhir.outcome import FhirError, bad_request
 from ..searchparams import SearchParamRegistry
 from .request import Chain, Criterion, Has, IncludeSpec, SearchRequest, SortKey
@@ -121,7 +122,7 @@ class SearchParser:
         if name == "_type":
             return  # read up front by _system_types
         if name == "_count":
-            if not value.isdigit():
+            if not is_digits(value):
                 raise bad_request(f"_count must be a non-negative integer, not '{value}'", "_count")
             req.count = min(int(value), self.max_count)
         elif name == "_total":
@@ -280,7 +281,7 @@ def _split_values(value: str) -> list[str]:
 
 
 def split_prefix(value: str) -> tuple[str, str]:
-    if len(value) > 2 and value[:2] in PREFIXES and not value[:2].isdigit():
+    if len(value) > 2 and value[:2] in PREFIXES and not is_digits(value[:2]):
         return value[:2], value[2:]
     return "eq", value
 
