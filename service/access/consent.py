@@ -129,6 +129,9 @@ class ConsentPolicy(PolicyBase):
         categories = {code for sys, code in intent.labels if sys == system}
         if categories & self.caller.rule_codes("never") or self.caller.outside_allowlist(categories):
             raise FhirError(403, "forbidden", "This role may not record data of that category")
+        if set(intent.labels) & self.caller.never_labels:
+            raise FhirError(403, "forbidden", "This role may not record free text here that was "
+                            "not written for the employer")
         for patient in intent.patients:
             permitting = {rule.id for rule in self.consents if rule.patient == patient
                           and self._write_permitted(rule.root, intent.resource_type, categories, False)}

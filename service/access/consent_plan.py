@@ -133,6 +133,7 @@ def read_plan(caller: Caller, consents: list[ConsentRule],
     never = caller.rule_codes("never")
     allowed = caller.allowlist
     plan = P.all_of(P.any_of(*terms, P.negate(P.IN_RECORD)), P.negate(P.labels_any(never)),
+                    P.negate(P.labelled(caller.never_labels)),
                     P.TRUE if allowed is None else P.labels_within(allowed))
     return plan, values, live
 

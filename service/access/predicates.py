@@ -119,6 +119,11 @@ def labels_within(codes: frozenset[str] | set[str]) -> Plan:
     return ("labels_within", tuple(sorted(codes)))
 
 
+def labelled(labels: frozenset[tuple[str, str]] | set[tuple[str, str]]) -> Plan:
+    """The row carries at least one of these (system, code) labels, of any system."""
+    return ("labelled", tuple(sorted(labels))) if labels else FALSE
+
+
 def labels_any(codes: frozenset[str] | set[str]) -> Plan:
     """The row carries at least one data-category label of `codes`."""
     return ("labels_any", tuple(sorted(codes))) if codes else FALSE
@@ -292,6 +297,10 @@ def _build(plan: Plan, pk: Any, rtype: Any) -> ColumnElement[bool]:
     if kind == "labels_any":
         return _exists(_LABEL, _LABEL.c.resource_pk == pk, _LABEL.c.system == DATA_CATEGORY,
                        _LABEL.c.code.in_(_constants(plan[1])))
+    if kind == "labelled":
+        return _exists(_LABEL, _LABEL.c.resource_pk == pk, or_(*[
+            and_(_LABEL.c.system == literal(system, String), _LABEL.c.code == literal(code, String))
+            for system, code in plan[1]]))
     if kind == "coded":
         matches = [and_(_CODE.c.code == code, _CODE.c.system == system) if system
                    else _CODE.c.code == code for system, code in plan[1]]

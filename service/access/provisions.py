@@ -67,6 +67,13 @@ class Caller:
         return frozenset(c for r in self.rule_roles for c in r.get(key, []))
 
     @property
+    def never_labels(self) -> frozenset[tuple[str, str]]:
+        """(system, code) labels of other systems than the data categories that no consent
+        opens to any of the caller's roles (`neverLabels`: the clinical-text label)."""
+        return frozenset((c["system"], c["code"]) for r in self.rule_roles
+                         for c in r.get("neverLabels", []))
+
+    @property
     def allowlist(self) -> frozenset[str] | None:
         """The data categories the caller may ever see, whatever a consent says (`only`: the
         intersection over the caller's roles that have one, e.g. the employer), or None when

@@ -20,11 +20,15 @@ from .validator import codings_of
 
 @dataclass(frozen=True)
 class Condition:
-    kind: str  # profile | code | codeSystem | category | questionnaire | answered
+    kind: str  # profile | code | codeSystem | category | questionnaire | answered | freeText
     system: str | None = None
     code: str | None = None
     url: str | None = None
     link_ids: frozenset[str] = frozenset()
+    paths: tuple[tuple[str, ...], ...] = ()
+    """freeText: the element paths (split at the dots) whose strings are free text."""
+    skip: frozenset[str] = frozenset()
+    """freeText: extension urls whose content is not counted (text written for the reader)."""
 
 
 @dataclass(frozen=True)
@@ -33,9 +37,16 @@ class Rule:
     types: frozenset[str] | None
     any_of: tuple[Condition, ...]
     labels: tuple[str, ...]
+    none_of: tuple[Condition, ...] = ()
+    system: str | None = None
+    """The labels' system when it is not the file's (data-category) system."""
 
 
 def _condition(data: dict[str, Any]) -> Condition:
+    if "freeText" in data:
+        spec = data["freeText"]
+        return Condition("freeText", paths=tuple(tuple(p.split(".")) for p in spec["paths"]),
+                         skip=frozenset(spec.get("exceptExtensions", [])))
     if "profile" in data:
         return Condition("profile", url=data["profile"].split("|")[0])
     if "answered" in data:
@@ -74,6 +85,26 @@ def _answers_any(items: Any, link_ids: frozenset[str]) -> bool:
     return False
 
 
+def _has_text(node: Any, path: tuple[str, ...], skip: frozenset[str]) -> bool:
+    """Whether a non-blank string sits at `path` below `node` (lists are walked element by
+    element); an element whose `url` is in `skip` (an extension written for the reader) and
+    everything below it does not count."""
+    if isinstance(node, list):
+        return any(_has_text(item, path, skip) for item in node)
+    if not path:
+        return isinstance(node, str) and node.strip() != ""
+    if not isinstance(node, dict) or node.get("url") in skip:
+        return False
+    return _has_text(node.get(path[0]), path[1:], skip)
+
+
+def _rule(data: dict[str, Any]) -> Rule:
+    match = data["match"]
+    return Rule(data["id"], frozenset(match["resourceType"]) if "resourceType" in match else None,
+                tuple(_condition(c) for c in match.get("anyOf", [])), tuple(data["labels"]),
+                tuple(_condition(c) for c in match.get("noneOf", [])), data.get("system"))
+
+
 class SecurityLabeler:
     """The rules file, parsed once; `labels_for` is pure and `apply` is the write check."""
 
@@ -81,11 +112,12 @@ class SecurityLabeler:
                  displays: dict[str, str] | None = None,
                  listed_types: frozenset[str] | None = None) -> None:
         self.system: str = rules["system"]
-        self.rules = tuple(
-            Rule(r["id"], frozenset(r["match"]["resourceType"]) if "resourceType" in r["match"]
-                 else None, tuple(_condition(c) for c in r["match"].get("anyOf", [])),
-                 tuple(r["labels"]))
-            for r in rules["rules"])
+        parsed = [_rule(r) for r in rules["rules"]]
+        self.rules = tuple(r for r in parsed if r.system in (None, self.system))
+        self.other_rules = tuple(r for r in parsed if r.system not in (None, self.system))
+        """Rules whose labels are of another system (the clinical-text label): never data
+        categories, so no consent provision weighs them and they never stand in for the
+        default label; only the access rules' `neverLabels` read them."""
         self.default = tuple(rules.get("default", {}).get("labels", []))
         self.exempt = frozenset(rules.get("exempt", []))
         self.compartment_types = compartment_types
@@ -115,17 +147,34 @@ class SecurityLabeler:
             return []
         out: list[str] = []
         for rule in self.rules:
-            if rule.types is not None and rtype not in rule.types:
-                continue
-            if rule.any_of and not any(self._holds(c, resource) for c in rule.any_of):
-                continue
-            out += [label for label in rule.labels if label not in out]
+            if self._matches(rule, resource):
+                out += [label for label in rule.labels if label not in out]
         if not out and self._record_data(resource):
             out = list(self.default)
         return out
 
+    def other_labels_for(self, resource: dict[str, Any]) -> list[tuple[str, str]]:
+        """The (system, code) labels of the rules with their own system, in rule order."""
+        if resource.get("resourceType") in self.exempt:
+            return []
+        out: list[tuple[str, str]] = []
+        for rule in self.other_rules:
+            if self._matches(rule, resource):
+                out += [(str(rule.system), c) for c in rule.labels
+                        if (rule.system, c) not in out]
+        return out
+
+    def _matches(self, rule: Rule, resource: dict[str, Any]) -> bool:
+        if rule.types is not None and resource.get("resourceType") not in rule.types:
+            return False
+        if rule.any_of and not any(self._holds(c, resource) for c in rule.any_of):
+            return False
+        return not any(self._holds(c, resource) for c in rule.none_of)
+
     @staticmethod
     def _holds(cond: Condition, resource: dict[str, Any]) -> bool:
+        if cond.kind == "freeText":
+            return any(_has_text(resource, path, cond.skip) for path in cond.paths)
         if cond.kind == "profile":
             meta = resource.get("meta") or {}
             return any(isinstance(p, str) and p.split("|")[0] == cond.url
@@ -162,6 +211,8 @@ class SecurityLabeler:
         present = {(s.get("system"), s.get("code")) for s in security}
         added = [self._coding(code) for code in self.labels_for(resource)
                  if (self.system, code) not in present]
+        added += [{"system": system, "code": code} for system, code in
+                  self.other_labels_for(resource) if (system, code) not in present]
         if not added:
             return resource
         meta["security"] = security + added
