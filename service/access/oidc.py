@@ -42,6 +42,10 @@ class OidcProvider:
         self._discovery_at = 0.0
         self._keys: dict[str, Key] = {}
         self._keys_at: float | None = None
+        self._failed: str | None = None
+        """Why the last key fetch failed (None after a success): until a fetch succeeds, a
+        request inside the refetch window is told the issuer is unavailable (503), not that
+        its token is invalid (401), which would make a client sign in again for nothing."""
 
     @property
     def cached_discovery(self) -> dict[str, Any] | None:
@@ -76,13 +80,18 @@ class OidcProvider:
 
     async def _refresh_keys(self) -> None:
         self._keys_at = time.monotonic()  # before the await: concurrent misses do not refetch
-        doc = await self.discovery()
-        jwks = await self._get_json(doc["jwks_uri"])
         try:
-            keyset = KeySet.import_key_set(jwks)  # type: ignore[arg-type]
-        except (JoseError, ValueError, KeyError, TypeError) as exc:
-            raise IssuerUnavailable("The issuer's JWKS cannot be read") from exc
+            doc = await self.discovery()
+            jwks = await self._get_json(doc["jwks_uri"])
+            try:
+                keyset = KeySet.import_key_set(jwks)  # type: ignore[arg-type]
+            except (JoseError, ValueError, KeyError, TypeError) as exc:
+                raise IssuerUnavailable("The issuer's JWKS cannot be read") from exc
+        except IssuerUnavailable as exc:
+            self._failed = str(exc)
+            raise
         self._keys = {k.kid: k for k in keyset if k.kid and not k.is_private}
+        self._failed = None
 
     async def key(self, kid: str) -> Key | None:
         """The issuer's public key `kid`, refetching on expiry or (rate-limited) on a miss."""
@@ -91,6 +100,8 @@ class OidcProvider:
         may_refetch = self._keys_at is not None and now - self._keys_at >= self.refetch_seconds
         if expired or (kid not in self._keys and may_refetch):
             await self._refresh_keys()
+        elif self._failed is not None and kid not in self._keys:
+            raise IssuerUnavailable(self._failed)
         return self._keys.get(kid)
 
 
