@@ -299,6 +299,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     os.environ["PGO_WORK_HOST"], os.environ["PGO_WORK_PORT"] = args.host, str(args.port)
     if args.base_url:
         os.environ["PGO_WORK_BASE_URL"] = args.base_url
+    os.environ["PGO_WORK_RUN_WORKER"] = "0" if args.no_worker else "1"
     get_settings.cache_clear()
     print(f"pgo-work {__version__}: FHIR base {get_settings().base_url}", file=sys.stderr)
     if not args.no_migrate:
@@ -308,6 +309,33 @@ def cmd_serve(args: argparse.Namespace) -> int:
     uvicorn.run("service.main:create_app", factory=True, host=args.host, port=args.port,
                 workers=args.workers, log_level=args.log_level, access_log=args.access_log,
                 **server_options(get_settings()))
+    return 0
+
+
+def cmd_worker(_: argparse.Namespace) -> int:
+    """The background tasks alone, until SIGINT/SIGTERM: as many as wanted beside the servers."""
+    import asyncio
+    import signal
+
+    from .runtime import build_runtime
+    from .worker.runner import run
+    from .worker.tasks import default_tasks
+
+    async def work() -> None:
+        runtime = build_runtime(get_settings())
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        tasks = default_tasks()
+        print(f"pgo-work worker: running {', '.join(t.name for t in tasks) or 'no tasks'}",
+              file=sys.stderr)
+        try:
+            await run(runtime, tasks, stop)
+        finally:
+            await runtime.close()
+
+    asyncio.run(work())
     return 0
 
 
@@ -331,7 +359,12 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--log-level", default="info")
     serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
     serve.add_argument("--no-migrate", action="store_true", help="do not run migrations first")
+    serve.add_argument("--no-worker", action="store_true",
+                       help="do not run the background tasks (deliveries, exports) in the server "
+                            "processes; run `pgo-work worker` instead")
     serve.set_defaults(fn=cmd_serve)
+    sub.add_parser("worker", help="run the background tasks (deliveries, exports) without serving "
+                                  "the API").set_defaults(fn=cmd_worker)
     sub.add_parser("migrate", help="upgrade the database schema to the newest version").set_defaults(
         fn=cmd_migrate)
     sub.add_parser("seed-demo", help="load the synthetic demo data (idempotent)").set_defaults(

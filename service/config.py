@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     """`pgo-work serve`: open connections per worker process (kept below its file limit);
     more are answered 503 and closed."""
     sql_echo: bool = False
+    run_worker: bool = False
+    """Run the background tasks (subscription deliveries, exports) in this process. `pgo-work
+    serve` turns it on unless `--no-worker`; `pgo-work worker` runs them alone. Off for an app
+    built in tests, which drive the tasks themselves."""
 
     # -- identity and tokens ----------------------------------------------------------------
     oidc_issuer: str = ""

@@ -20,6 +20,8 @@ from .rest.operation_routes import router as operation_router
 from .rest.routes import router
 from .runtime import Runtime, build_runtime
 from .web.routes import router as web_router
+from .worker.runner import Background
+from .worker.tasks import default_tasks
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
@@ -30,9 +32,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         rt = runtime or build_runtime(settings)
         app.state.runtime = rt
         await publish_at_startup(rt)  # serve the profiles/ package through the API
+        background = Background(rt, default_tasks() if settings.run_worker else [])
+        background.start()
         try:
             yield
         finally:
+            await background.stop()
             if runtime is None:
                 await rt.close()
 
