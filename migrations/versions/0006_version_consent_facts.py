@@ -29,7 +29,6 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 _PK = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-_BATCH = 1000
 
 
 def _create(name: str, *columns: sa.Column[Any]) -> None:
@@ -65,41 +64,20 @@ def _backfill() -> None:
     """Facts for every stored version, in version order per resource, so a deletion takes
     those of the version before it (as `ResourceStore.delete` does)."""
     bind = op.get_bind()
-    if bind.execute(sa.text("SELECT 1 FROM resource_version LIMIT 1")).first() is None:
+    from service.store.backfill import has_versions, server_registry, versions_in_order
+    if not has_versions(bind):
         return  # a new database: nothing to read, no package to load
-    from service.config import get_settings
-    from service.conformance.package import load_package
     from service.store.indexer import Indexer, version_facts
-    from service.store.searchparams import SearchParamRegistry
 
-    package = load_package(get_settings().profiles_dir)
-    indexer = Indexer(SearchParamRegistry(package.of_type("SearchParameter"),
-                                          package.patient_compartment))
+    indexer = Indexer(server_registry())
     codes_table = sa.table("version_code", sa.column("resource_pk"), sa.column("version_id"),
                            sa.column("system"), sa.column("code"))
     periods_table = sa.table("version_period", sa.column("resource_pk"), sa.column("version_id"),
                              sa.column("low"), sa.column("high"))
-    codes: list[dict[str, Any]] = []
-    periods: list[dict[str, Any]] = []
     last: tuple[int, list[dict[str, Any]], list[dict[str, Any]]] | None = None
-
-    def send() -> None:
-        if codes:
-            bind.execute(codes_table.insert(), codes)
-        if periods:
-            bind.execute(periods_table.insert(), periods)
-        codes.clear()
-        periods.clear()
-
-    after = (0, 0)
-    while True:
-        rows = bind.execute(sa.text(
-            "SELECT resource_pk, version_id, content FROM resource_version "
-            "WHERE resource_pk > :p OR (resource_pk = :p AND version_id > :v) "
-            "ORDER BY resource_pk, version_id LIMIT :n"),
-            {"p": after[0], "v": after[1], "n": _BATCH}).all()
-        if not rows:
-            break
+    for rows in versions_in_order(bind):
+        codes: list[dict[str, Any]] = []
+        periods: list[dict[str, Any]] = []
         for pk, version, content in rows:
             if content is None:
                 found_codes, found_periods = (last[1], last[2]) if last and last[0] == pk \
@@ -110,8 +88,10 @@ def _backfill() -> None:
             key = {"resource_pk": pk, "version_id": version}
             codes.extend({**key, **c} for c in found_codes)
             periods.extend({**key, **p} for p in found_periods)
-        after = (rows[-1][0], rows[-1][1])
-        send()
+        if codes:
+            bind.execute(codes_table.insert(), codes)
+        if periods:
+            bind.execute(periods_table.insert(), periods)
 
 
 def downgrade() -> None:

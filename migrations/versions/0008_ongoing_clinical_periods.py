@@ -31,42 +31,28 @@ down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-_BATCH = 1000
-
 
 def upgrade() -> None:
     bind = op.get_bind()
-    if bind.execute(sa.text("SELECT 1 FROM resource_version LIMIT 1")).first() is None:
+    from service.store.backfill import has_versions, server_registry, versions_in_order
+    if not has_versions(bind):
         return  # a new database: nothing to recompute, no package to load
-    from service.config import get_settings
-    from service.conformance.package import load_package
     from service.store.indexer import CLINICAL_DATE_PARAM, Indexer, version_facts
-    from service.store.searchparams import SearchParamRegistry
 
-    package = load_package(get_settings().profiles_dir)
-    registry = SearchParamRegistry(package.of_type("SearchParameter"), package.patient_compartment)
+    registry = server_registry()
     types = [t for t in registry.types_with_params()
              if (p := registry.get(t, CLINICAL_DATE_PARAM)) is not None and p.ongoing is not None]
     if not types:
         return
     indexer = Indexer(registry)
-    of_types = sa.bindparam("types", types, expanding=True)
     bind.execute(sa.text(
         "DELETE FROM version_period WHERE resource_pk IN "
-        "(SELECT pk FROM resource WHERE resource_type IN :types)").bindparams(of_types))
+        "(SELECT pk FROM resource WHERE resource_type IN :types)").bindparams(
+        sa.bindparam("types", types, expanding=True)))
     periods_table = sa.table("version_period", sa.column("resource_pk"), sa.column("version_id"),
                              sa.column("low"), sa.column("high"))
     last: tuple[int, list[dict[str, Any]]] | None = None
-    after = (0, 0)
-    while True:
-        rows = bind.execute(sa.text(
-            "SELECT resource_pk, version_id, content FROM resource_version "
-            "WHERE resource_type IN :types "
-            "AND (resource_pk > :p OR (resource_pk = :p AND version_id > :v)) "
-            "ORDER BY resource_pk, version_id LIMIT :n").bindparams(of_types),
-            {"p": after[0], "v": after[1], "n": _BATCH}).all()
-        if not rows:
-            break
+    for rows in versions_in_order(bind, types):
         periods: list[dict[str, Any]] = []
         for pk, version, content in rows:
             if content is None:
@@ -77,7 +63,6 @@ def upgrade() -> None:
             periods.extend({"resource_pk": pk, "version_id": version, **p} for p in found)
         if periods:
             bind.execute(periods_table.insert(), periods)
-        after = (rows[-1][0], rows[-1][1])
 
 
 def downgrade() -> None:

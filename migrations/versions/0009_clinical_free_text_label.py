@@ -29,12 +29,11 @@ down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-_BATCH = 1000
-
 
 def upgrade() -> None:
     bind = op.get_bind()
-    if bind.execute(sa.text("SELECT 1 FROM resource_version LIMIT 1")).first() is None:
+    from service.store.backfill import has_versions, versions_in_order
+    if not has_versions(bind):
         return  # a new database: nothing to label, no rules to load
     from service.config import get_settings
     from service.conformance.engine import LABEL_RULES
@@ -54,15 +53,7 @@ def upgrade() -> None:
     ).bindparams(systems))}
     table = sa.table("resource_label", sa.column("resource_pk"), sa.column("system"),
                      sa.column("code"))
-    after = (0, 0)
-    while True:
-        rows = bind.execute(sa.text(
-            "SELECT resource_pk, version_id, content FROM resource_version "
-            "WHERE (resource_pk > :p OR (resource_pk = :p AND version_id > :v)) "
-            "ORDER BY resource_pk, version_id LIMIT :n"),
-            {"p": after[0], "v": after[1], "n": _BATCH}).all()
-        if not rows:
-            break
+    for rows in versions_in_order(bind):
         new: list[dict[str, object]] = []
         for pk, _version, content in rows:
             if content is None:
@@ -73,7 +64,6 @@ def upgrade() -> None:
                     new.append({"resource_pk": pk, "system": system, "code": code})
         if new:
             bind.execute(table.insert(), new)
-        after = (rows[-1][0], rows[-1][1])
 
 
 def downgrade() -> None:
