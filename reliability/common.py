@@ -10,8 +10,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
@@ -23,10 +21,10 @@ import httpx
 from service.access.issuer import mint_dev_token
 from service.config import Settings
 from service.store.migrate import upgrade
-from tests.live_server import free_port
+from tests.live_server import free_port, wait_until_up
+from tests.pg_admin import new_pg_database
 
 ROOT = Path(__file__).resolve().parent.parent
-PG_ADMIN = os.environ.get("PGO_WORK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 FHIR_JSON = "application/fhir+json"
 
 
@@ -72,16 +70,6 @@ class Result:
 
 
 # -- databases --------------------------------------------------------------------------------
-async def _pg_admin(sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(PG_ADMIN)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
 @contextmanager
 def database(kind: str) -> Iterator[str]:
     """A fresh, migrated database of the suite's own: a SQLite file, or a database on the shared
@@ -97,14 +85,12 @@ def database(kind: str) -> Iterator[str]:
                 f.unlink()
             folder.rmdir()
         return
-    name = f"pgo_rel_{uuid.uuid4().hex[:12]}"
-    asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-    url = f"postgresql+asyncpg://{PG_ADMIN.split('://', 1)[1].rsplit('/', 1)[0]}/{name}"
+    url, drop = new_pg_database("pgo_rel")
     try:
         upgrade(url)
         yield url
     finally:
-        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        drop()
 
 
 async def _scalar(url: str, sql: str) -> int:
@@ -161,16 +147,7 @@ class Server:
                  "--no-access-log"],
                 cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
                 start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                if httpx.get(f"{self.base}/metadata", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            if self.proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"pgo-work serve did not start:\n{self.log_tail()}")
-            time.sleep(0.1)
+        wait_until_up(f"{self.base}/metadata", self.proc, timeout, self.log_tail)
 
     def kill(self) -> None:
         """SIGKILL the server and its workers (its own process group): no cleanup runs."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,40 +24,11 @@ from service.main import create_app
 from service.store.migrate import upgrade
 
 from .consent_world import Actors, Record, build_actors, build_record
+from .pg_admin import new_pg_database
 
-
-def pg_admin_url(environ: Mapping[str, str]) -> str:
-    """The admin connection: PGO_WORK_TEST_PG, with its database name and port overridden by
-    PGO_WORK_TEST_PG_DATABASE and PGO_WORK_TEST_PG_PORT when set (the test databases are
-    created on the same server and port)."""
-    from sqlalchemy.engine import make_url
-
-    url = make_url(environ.get("PGO_WORK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test"))
-    if environ.get("PGO_WORK_TEST_PG_DATABASE"):
-        url = url.set(database=environ["PGO_WORK_TEST_PG_DATABASE"])
-    if environ.get("PGO_WORK_TEST_PG_PORT"):
-        url = url.set(port=int(environ["PGO_WORK_TEST_PG_PORT"]))
-    return url.render_as_string(hide_password=False)
-
-
-PG_ADMIN = pg_admin_url(os.environ)
 DATABASES = [d.strip() for d in os.environ.get("PGO_WORK_TEST_DATABASES", "sqlite,postgres").split(",")
              if d.strip()]
 BASE = "http://testserver/fhir"
-
-
-async def _pg_admin(sql: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(PG_ADMIN)
-    try:
-        await conn.execute(sql)
-    finally:
-        await conn.close()
-
-
-def _pg_host_part() -> str:
-    return PG_ADMIN.split("://", 1)[1].rsplit("/", 1)[0]
 
 
 def make_database(kind: str, tmp: Path) -> tuple[str, callable]:  # type: ignore[valid-type]
@@ -66,13 +37,7 @@ def make_database(kind: str, tmp: Path) -> tuple[str, callable]:  # type: ignore
         path = tmp / f"{uuid.uuid4().hex}.sqlite3"
         return f"sqlite+aiosqlite:///{path}", lambda: path.unlink(missing_ok=True)
     if kind == "postgres":
-        name = f"pgo_test_{uuid.uuid4().hex[:12]}"
-        asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
-
-        def drop() -> None:
-            asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-
-        return f"postgresql+asyncpg://{_pg_host_part()}/{name}", drop
+        return new_pg_database("pgo_test")
     raise ValueError(f"unknown test database kind {kind!r}")
 
 

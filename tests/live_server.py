@@ -3,16 +3,35 @@
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
+import httpx
 import uvicorn
 
 from service.config import Settings
 from service.http_server import server_options
 from service.main import create_app
+
+
+def wait_until_up(url: str, proc: subprocess.Popen[Any], timeout: float,
+                  why_not: Callable[[], str]) -> None:
+    """Poll `url` until it answers 200; a process that exits or a deadline that passes first is
+    a RuntimeError carrying `why_not()` (its log), so a failed start says why."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"pgo-work serve did not start:\n{why_not()}")
+        time.sleep(0.2)
 
 
 def free_port() -> int:

@@ -8,16 +8,13 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from glob import glob
 from pathlib import Path
 
-import httpx
-
-from .live_server import free_port
+from .live_server import free_port, wait_until_up
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -48,16 +45,7 @@ def serve(database_url: str, extra_env: dict[str, str] | None = None,
              "--log-level", "warning", "--no-access-log", *args],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"{base}/metadata", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"pgo-work serve did not start:\n{log.read_text()}")
-            time.sleep(0.2)
+        wait_until_up(f"{base}/metadata", proc, 60, log.read_text)
         yield Served(base, port, log)
     finally:
         proc.terminate()

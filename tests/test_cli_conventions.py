@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import pg_admin_url
-from .live_server import free_port
+from .live_server import free_port, wait_until_up
+from .pg_admin import pg_admin_url
 
 CLI = [sys.executable, "-m", "service.cli"]
 
@@ -40,16 +39,8 @@ def serving(tmp: Path, *args: str, **extra: str) -> Iterator[int]:
                             env=_env(tmp, **extra), cwd=tmp, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {proc.stderr.read() if proc.stderr else ''}")
-            time.sleep(0.3)
+        wait_until_up(f"http://127.0.0.1:{port}/healthz", proc, 90,
+                      lambda: proc.stderr.read() if proc.stderr else "")
         yield port
     finally:
         proc.terminate()
