@@ -53,6 +53,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from .http_server import server_options
+    from .telemetry.multiproc import multiprocess_dir
+    from .telemetry.serving import announce, configure
 
     # Through the environment, so every worker process builds the same Settings: links and the
     # token audience follow --host/--port unless a base URL is configured (--base-url wins).
@@ -60,15 +62,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if args.base_url:
         os.environ["PGO_WORK_BASE_URL"] = args.base_url
     os.environ["PGO_WORK_RUN_WORKER"] = "0" if args.no_worker else "1"
+    os.environ["PGO_WORK_LOG_FORMAT"] = args.log_format
     get_settings.cache_clear()
-    print(f"pgo-work {__version__}: FHIR base {get_settings().base_url}", file=sys.stderr)
+    log_config = configure(args.log_format, args.log_level, args.access_log)
+    announce(args.log_format, f"pgo-work {__version__}: FHIR base {get_settings().base_url}")
     if not args.no_migrate:
         migrate_database()
     # server_options: the guarded protocol bounds request head and body time, connections per
-    # worker, and hands over-long URLs to the app for its 414 (`service.http_server`).
-    uvicorn.run("service.main:create_app", factory=True, host=args.host, port=args.port,
-                workers=args.workers, log_level=args.log_level, access_log=args.access_log,
-                **server_options(get_settings()))
+    # worker, and hands over-long URLs to the app for its 414 (`service.http_server`). The
+    # access log is the app's own (`rest.telemetry`: no query string, with the duration).
+    with multiprocess_dir(args.workers, get_settings().metrics_dir):
+        uvicorn.run("service.main:create_app", factory=True, host=args.host, port=args.port,
+                    workers=args.workers, log_level=args.log_level, access_log=False,
+                    log_config=log_config, **server_options(get_settings()))
     return 0
 
 
@@ -78,8 +84,12 @@ def cmd_worker(_: argparse.Namespace) -> int:
     import signal
 
     from .runtime import build_runtime
+    from .telemetry.serving import announce, configure
     from .worker.runner import run
     from .worker.tasks import default_tasks
+
+    fmt = get_settings().log_format
+    configure(fmt, access_log=False)
 
     async def work() -> None:
         runtime = build_runtime(get_settings())
@@ -88,8 +98,7 @@ def cmd_worker(_: argparse.Namespace) -> int:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, stop.set)
         tasks = default_tasks()
-        print(f"pgo-work worker: running {', '.join(t.name for t in tasks) or 'no tasks'}",
-              file=sys.stderr)
+        announce(fmt, f"pgo-work worker: running {', '.join(t.name for t in tasks) or 'no tasks'}")
         try:
             await run(runtime, tasks, stop)
         finally:
@@ -117,7 +126,11 @@ def main(argv: list[str] | None = None) -> int:
                             "(PGO_WORK_BASE_URL; default http://HOST:PORT/fhir); set it behind "
                             "a proxy")
     serve.add_argument("--log-level", default="info")
-    serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
+    serve.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
+                       help="one line per request (method, path without query, status, duration)")
+    serve.add_argument("--log-format", choices=["text", "json"], default=settings.log_format,
+                       help="json: one JSON object per line with the correlation id "
+                            "(PGO_WORK_LOG_FORMAT)")
     serve.add_argument("--no-migrate", action="store_true", help="do not run migrations first")
     serve.add_argument("--no-worker", action="store_true",
                        help="do not run the background tasks (deliveries, exports) in the server "

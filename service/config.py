@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -74,6 +75,15 @@ class Settings(BaseSettings):
     """`pgo-work serve`: open connections per worker process (kept below its file limit);
     more are answered 503 and closed."""
     sql_echo: bool = False
+    log_format: Literal["text", "json"] = "text"
+    """`text`: uvicorn's lines; `json`: one JSON object per line (time, level, logger, message,
+    correlation id; method, route, status and duration on access lines), `service.telemetry.logs`."""
+    metrics_token: str = ""
+    """When set, `GET /metrics` requires `Authorization: Bearer <this>`; empty: open, like
+    /healthz (it carries no ids and no patient data)."""
+    metrics_dir: Path | None = None
+    """`pgo-work serve --workers N`: the folder the worker processes share their metric values
+    in (emptied at start, one per server); unset: a temporary folder removed at exit."""
     run_worker: bool = False
     """Run the background tasks (subscription deliveries, exports) in this process. `pgo-work
     serve` turns it on unless `--no-worker`; `pgo-work worker` runs them alone. Off for an app

@@ -15,10 +15,13 @@ from .rest import errors, openapi_doc
 from .rest.auth_routes import router as auth_router
 from .rest.guards import CancelOnDisconnect, RequestGuard
 from .rest.health import router as health_router
+from .rest.metrics import router as metrics_router
 from .rest.middleware import REQUEST_ID_HEADERS, CorrelationIds, StripTrailingSlash
 from .rest.operation_routes import router as operation_router
 from .rest.routes import router
+from .rest.telemetry import RequestTelemetry
 from .runtime import Runtime, build_runtime
+from .telemetry.gauges import install_default_gauges
 from .web.routes import router as web_router
 from .worker.runner import Background
 from .worker.tasks import default_tasks
@@ -50,6 +53,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     )
     errors.install(app)
     app.include_router(health_router)
+    app.include_router(metrics_router)
+    install_default_gauges()
     app.include_router(auth_router)  # first: /fhir/.well-known/... is not a resource type
     app.include_router(operation_router)  # before the resource routes: `$op` is never an id
     app.include_router(router)
@@ -66,7 +71,8 @@ CORS_EXPOSED = ["Location", "Content-Location", "ETag", "Last-Modified", "WWW-Au
 
 
 def install_middleware(app: FastAPI, settings: Settings) -> None:
-    """Outermost first: correlation ids on every answer (CORS refusals and 414s too), then CORS
+    """Outermost first: timing and naming every request for metrics and the access log, then
+    correlation ids on every answer (CORS refusals and 414s too), then CORS
     (SMART App Launch: browser apps call the API and the token endpoint with a bearer token, no
     cookies, so credentials stay off), then the request guard (414 for an over-long URL, 400 for
     NUL), the trailing-slash rewrite before routing, and innermost the cancellation of a
@@ -80,3 +86,4 @@ def install_middleware(app: FastAPI, settings: Settings) -> None:
                            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"],
                            allow_headers=CORS_HEADERS, expose_headers=CORS_EXPOSED, max_age=600)
     app.add_middleware(CorrelationIds)
+    app.add_middleware(RequestTelemetry)

@@ -98,6 +98,10 @@ class OperationRegistry:
         where = f"{resource_type or 'system'} {level} level"
         raise FhirError(404, "not-supported", f"Operation ${name} is not supported at {where}")
 
+    def names(self) -> frozenset[str]:
+        """The registered operation names (without `$`): the closed set metrics label by."""
+        return frozenset(self._ops)
+
     def all(self) -> list[Operation]:
         return [op for ops in self._ops.values() for op in ops]
 

@@ -90,6 +90,8 @@ async def metadata(request: Request, rt: RuntimeDep) -> Response:
              openapi_extra=RESOURCE_BODY)
 async def bundle(request: Request, rt: RuntimeDep, access: AccessDep) -> Response:
     body = await read_body(request, rt.settings.max_body_bytes)
+    if isinstance(body, dict) and body.get("type") == "batch":
+        request.state.telemetry_interaction = "batch"  # the metrics' name for it (rest.telemetry)
     result = await BundleProcessor(rt).process(body, access, request.headers.get("prefer"))
     return fhir_response(request, 200, result)
 

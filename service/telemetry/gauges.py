@@ -1,0 +1,24 @@
+"""The database gauges this server exposes. Each is one `register_db_gauge` line; a module
+that owns a table (the subscription outbox, export jobs) adds its line here, importing its
+read function lazily so this module stays free of the REST and operations layers."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from ..store.tables import Resource
+from .db_gauges import register_db_gauge
+
+
+async def resources_stored(conn: AsyncConnection) -> dict[tuple[str, ...], float]:
+    """Current, non-deleted resources per type (AuditEvents included): a count, no content."""
+    rows = await conn.execute(select(Resource.resource_type, func.count())
+                              .where(Resource.deleted.is_(False)).group_by(Resource.resource_type))
+    return {(rtype,): float(count) for rtype, count in rows}
+
+
+def install_default_gauges() -> None:
+    """Register every gauge (idempotent: a gauge is replaced by name)."""
+    register_db_gauge("pgo_work_resources_stored", "Current (not deleted) resources in the "
+                      "database, by resource type", resources_stored, labels=("resource_type",))
