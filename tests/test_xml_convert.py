@@ -153,3 +153,21 @@ def test_entities_and_dtds_are_refused(tmp_path: Any) -> None:
         assert "top-secret" not in str(issue)
     undeclared = _refused(b'<Patient xmlns="http://hl7.org/fhir"><id value="&x;"/></Patient>')
     assert "not well-formed" in undeclared["diagnostics"]
+
+
+def test_nesting_beyond_any_resource_is_refused() -> None:
+    deep = (b'<Patient xmlns="http://hl7.org/fhir">' + b'<extension url="u">' * 10000
+            + b"</extension>" * 10000 + b"</Patient>")
+    assert "depth" in _refused(deep)["diagnostics"]
+    remote = (b'<?xml version="1.0"?><!DOCTYPE p SYSTEM "http://127.0.0.1:9/evil.dtd">'
+              b'<Patient xmlns="http://hl7.org/fhir"/>')
+    assert "DOCTYPE" in _refused(remote)["diagnostics"]
+
+
+def test_characters_xml_cannot_carry_do_not_fail_the_answer() -> None:
+    """An OperationOutcome that echoes a hostile parameter (control characters, a lone
+    surrogate) is still an XML answer: those characters become U+FFFD."""
+    outcome = {"resourceType": "OperationOutcome", "issue": [{
+        "severity": "error", "code": "invalid", "diagnostics": "bad \x08\x1b\udc80 value \x00"}]}
+    back = from_xml(to_xml(outcome))
+    assert back["issue"][0]["diagnostics"] == "bad \ufffd\ufffd\ufffd value \ufffd"

@@ -47,6 +47,10 @@ _F = "{" + FHIR_NS + "}"
 _INTEGER = re.compile(r"^-?[0-9]+$")
 _DECIMAL = re.compile(r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?$")
 _DOCTYPE = re.compile(rb"<!DOCTYPE", re.IGNORECASE)
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+"""Characters XML 1.0 cannot carry at all, not even as references (C0 controls, lone
+surrogates, U+FFFE/U+FFFF)."""
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-.]*$")
 
 
 def _parser() -> etree.XMLParser:
@@ -100,7 +104,7 @@ def _fill(el: etree._Element, node: dict[str, Any], info: TypeInfo | None) -> No
         el.set("url", _text(node["url"]))
     known = info.elements if info is not None else {}
     names = [n for n in known if n in node or f"_{n}" in node]
-    names += [k for k in _json_names(node) if k not in known]
+    names += [k for k in _json_names(node) if k not in known and _NAME.match(k)]
     for name in names:
         if name == "id" and not is_resource:
             continue
@@ -171,12 +175,15 @@ def _extension() -> TypeInfo:
 
 
 def _text(value: Any) -> str:
+    """A JSON primitive as its XML `value`. FHIR strings exclude the control characters XML
+    cannot hold, but an OperationOutcome may echo them from a hostile request: they become
+    U+FFFD rather than failing the answer."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
         text = repr(value)
         return text.replace("e+", "e")
-    return str(value)
+    return _NOT_XML.sub("\ufffd", str(value))
 
 
 def _xhtml(div: str) -> etree._Element:
@@ -188,7 +195,7 @@ def _xhtml(div: str) -> etree._Element:
         el = None
     if el is None or el.tag != "{" + XHTML_NS + "}div":
         el = etree.Element("{" + XHTML_NS + "}div", nsmap={None: XHTML_NS})
-        el.text = div
+        el.text = _NOT_XML.sub("\ufffd", div)
     return el
 
 
