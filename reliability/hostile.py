@@ -47,6 +47,31 @@ class Case:
     may_succeed: bool = False
 
 
+def _xml_cases() -> list[Case]:
+    """FHIR XML bodies a parser can be hurt by: entities (expansion bombs, external files and
+    URLs), nesting beyond any FHIR resource, and a body beyond the size limit."""
+    xml = "application/fhir+xml"
+    root = b'<Patient xmlns="http://hl7.org/fhir">'
+    laughs = b'<?xml version="1.0"?><!DOCTYPE l [<!ENTITY a "aaaaaaaaaa">' + b"".join(
+        f'<!ENTITY {c} "{("&" + p + ";") * 10}">'.encode()
+        for p, c in zip("abcdefgh", "bcdefghi", strict=True)) + b"]>" + root + \
+        b'<id value="&i;"/></Patient>'
+    external = (b'<?xml version="1.0"?><!DOCTYPE p [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+                + root + b'<id value="&x;"/></Patient>')
+    remote = (b'<?xml version="1.0"?><!DOCTYPE p SYSTEM "http://127.0.0.1:9/evil.dtd">' + root
+              + b"</Patient>")
+    deep = root + b'<extension url="u">' * 10000 + b"</extension>" * 10000 + b"</Patient>"
+    big = root + b'<name><family value="' + b"x" * (50 * 1024 * 1024) + b'"/></name></Patient>'
+    return [Case("XML entity expansion (billion laughs)", "POST", "Patient", laughs,
+                 content_type=xml),
+            Case("XML external entity (file)", "POST", "Patient", external, content_type=xml),
+            Case("XML external DTD (network)", "POST", "Patient", remote, content_type=xml),
+            Case("XML nested 10,000 deep", "POST", "Patient", deep, content_type=xml),
+            Case("XML 50 MB body", "POST", "Patient", big, content_type=xml),
+            Case("XML not well-formed", "POST", "Patient", root + b"<active value='true'>",
+                 content_type=xml)]
+
+
 def _cases() -> list[Case]:
     deep = b'{"resourceType":"Patient","extension":' + b"[" * 10000 + b"]" * 10000 + b"}"
     big = b'{"resourceType":"Patient","name":[{"family":"' + b"x" * (50 * 1024 * 1024) + b'"}]}'
@@ -83,6 +108,7 @@ def _cases() -> list[Case]:
                                                 "\U0010ffff"}]}).encode(), may_succeed=True),
         Case("not JSON at all", "POST", "Patient", b"<Patient xmlns='http://hl7.org/fhir'/>"),
         Case("JSON that is not an object", "POST", "Patient", b"[1, 2, 3]"),
+        *_xml_cases(),
     ]
     for kind, (rtype, param) in SEARCH_PARAMS.items():
         for char in METACHARS:

@@ -41,6 +41,8 @@ class Issue:
     diagnostics: str
     severity: str = "error"
     expression: list[str] = field(default_factory=list)
+    location: list[str] = field(default_factory=list)
+    """Where in a body that has no FHIRPath yet (an XML syntax error): `Line[3] Col[7]`."""
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -50,6 +52,8 @@ class Issue:
         }
         if self.expression:
             out["expression"] = self.expression
+        if self.location:
+            out["location"] = self.location
         return out
 
 

@@ -52,7 +52,7 @@ def build(rt: Runtime) -> dict[str, Any]:
         "software": {"name": "pgo-work", "version": __version__},
         "implementation": {"description": "pgo-work FHIR server", "url": rt.base_url},
         "fhirVersion": "4.0.1",
-        "format": ["application/fhir+json", "json"],
+        "format": ["application/fhir+json", "json", "application/fhir+xml", "xml"],
         "patchFormat": ["application/json-patch+json"],
         "rest": [{
             "mode": "server",

@@ -2,10 +2,10 @@
 
 FastAPI's own document says each FHIR route answers 200 (or the route's status code) as
 `application/json`, and 422 with its own validation schema. Neither is true: every answer leaves
-through `fhir_response` as `application/fhir+json`, validation errors are 400 OperationOutcomes,
-and any route can answer 401, 403, 404, ... with an OperationOutcome. This module rewrites the
-generated document generically, by method and path shape, never per path, so routes added later
-are described the same way.
+through `fhir_response` as `application/fhir+json` (or `application/fhir+xml` when asked),
+validation errors are 400 OperationOutcomes, and any route can answer 401, 403, 404, ... with an
+OperationOutcome. This module rewrites the generated document generically, by method and path
+shape, never per path, so routes added later are described the same way.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
 from ..conformance.structure import r4_resource_types
-from .negotiation import FHIR_JSON, FORMAT_JSON, JSON_TYPES
+from .negotiation import FHIR_JSON, FHIR_XML, FORMAT_JSON, FORMAT_XML, JSON_TYPES, XML_TYPES
 
 OUTCOME_REF = {"$ref": "#/components/schemas/OperationOutcome"}
 RESOURCE_REF = {"$ref": "#/components/schemas/Resource"}
@@ -28,7 +28,7 @@ ERRORS: dict[str, str] = {
     "403": "The token's scopes or the patient's consent do not permit this",
     "404": "Unknown resource type, or no such resource visible to the caller",
     "405": "Method not allowed here",
-    "406": "Only FHIR JSON is served (Accept or _format)",
+    "406": "Only FHIR JSON and FHIR XML are served (Accept or _format)",
     "408": "The request head or body did not arrive in time",
     "409": "Conflict: the id is taken or the resource is referenced",
     "410": "The resource was deleted",
@@ -111,11 +111,19 @@ def _schemas() -> dict[str, Any]:
 
 
 def _content(schema: dict[str, Any]) -> dict[str, Any]:
-    return {FHIR_JSON: {"schema": schema}}
+    """FHIR JSON, and the same resource as FHIR XML (for a client that asks for it)."""
+    return {FHIR_JSON: {"schema": schema}, FHIR_XML: {"schema": XML_SCHEMA}}
+
+
+XML_SCHEMA = {"type": "string", "description": "The same resource in FHIR R4 XML "
+              "(http://hl7.org/fhir namespace), as `Accept: application/fhir+xml` or "
+              "`_format=xml` asks"}
 
 
 def _fhir_operation(path: str, method: str, operation: dict[str, Any]) -> None:
-    """Every status a FHIR route can answer, all as FHIR JSON; errors as OperationOutcome."""
+    """Every status a FHIR route can answer, as FHIR JSON or XML; errors as OperationOutcome.
+    A resource body may be sent in any JSON or XML media type read (a JSON Patch only as
+    itself)."""
     declared = {code for code in operation.get("responses", {}) if code[0] == "2"}
     responses: dict[str, Any] = {}
     for code in sorted(declared | set(SUCCESS_BY_METHOD[method])):
@@ -134,6 +142,8 @@ def _fhir_operation(path: str, method: str, operation: dict[str, Any]) -> None:
             schema = content[FHIR_JSON].get("schema", {})
             for media in sorted(JSON_TYPES):
                 content[media] = {"schema": schema}
+            for media in sorted(XML_TYPES):
+                content[media] = {"schema": XML_SCHEMA}
     if path not in PUBLIC_FHIR_PATHS:
         operation["security"] = [{"bearer": []}]
 
@@ -145,9 +155,9 @@ def _param(name: str, where: str, schema: dict[str, Any], text: str) -> dict[str
 VERSION_ETAG = {"type": "string", "pattern": r'^\s*(W/)?"*[0-9]+"*\s*$'}
 """What `Interactions.if_match` accepts: a version ETag, W/ and quotes optional."""
 COMMON_PARAMS = [
-    _param("_format", "query", {"type": "string", "enum": sorted(FORMAT_JSON)},
-           "Response format; anything but JSON is 406"),
-    _param("_pretty", "query", {"type": "string"}, "'true' indents the JSON"),
+    _param("_format", "query", {"type": "string", "enum": sorted(FORMAT_JSON | FORMAT_XML)},
+           "Response format (overrides Accept): JSON or XML; anything else is 406"),
+    _param("_pretty", "query", {"type": "string"}, "'true' indents the JSON or XML"),
 ]
 SEARCH_PARAMS = [
     _param("_count", "query", {"type": "string", "pattern": "^[0-9]+$"},
