@@ -78,6 +78,12 @@ class Settings(BaseSettings):
     """Run the background tasks (subscription deliveries, exports) in this process. `pgo-work
     serve` turns it on unless `--no-worker`; `pgo-work worker` runs them alone. Off for an app
     built in tests, which drive the tasks themselves."""
+    subscription_max_attempts: int = 5
+    """Failed deliveries in a row after which a Subscription's status becomes `error`."""
+    subscription_retry_seconds: float = 2.0
+    """The first retry's delay; each further one doubles it (at most 10 minutes)."""
+    subscription_poll_seconds: float = 0.5
+    """How often the delivery worker looks for due deliveries when it found none."""
 
     # -- identity and tokens ----------------------------------------------------------------
     oidc_issuer: str = ""

@@ -18,6 +18,7 @@ from .rest.health import router as health_router
 from .rest.middleware import REQUEST_ID_HEADERS, CorrelationIds, StripTrailingSlash
 from .rest.operation_routes import router as operation_router
 from .rest.routes import router
+from .rest.subscription_routes import router as subscription_router
 from .runtime import Runtime, build_runtime
 from .web.routes import router as web_router
 from .worker.runner import Background
@@ -51,6 +52,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     errors.install(app)
     app.include_router(health_router)
     app.include_router(auth_router)  # first: /fhir/.well-known/... is not a resource type
+    app.include_router(subscription_router)  # before operations: its own $status, $events
     app.include_router(operation_router)  # before the resource routes: `$op` is never an id
     app.include_router(router)
     app.include_router(web_router)  # /app: the web app's static files
