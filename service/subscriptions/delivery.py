@@ -64,11 +64,14 @@ async def _deliver(rt: Runtime, sub: Any, lease_owner: str) -> None:
         return
     if sub["events_count"] > sub["delivered_through"]:
         policy = await owner_policy(sub["owner"], rt)
-        policy.start("read", f"Subscription/{sub['id']}/$events", None)
+        policy.start("read", f"Subscription/{sub['id']} notification (rest-hook)", None)
         async with rt.store(policy, write=True) as store:
             events = await rows.events(store.conn, sub["id"], sub["delivered_through"] + 1,
                                        None, spec.max_count)
-            shown = await notification.show(store, events)
+            # `empty` tells only that something happened (no focus, not even its id): no
+            # patient's data leaves, so there is nothing to read or audit.
+            shown = (await notification.show(store, events) if spec.content != "empty"
+                     else [notification.Shown(e, None) for e in events])
             body = notification.bundle(base, sub["id"], notification.status_parameters(
                 base, sub["id"], spec.topic, "active", "event-notification",
                 sub["events_count"], shown), shown, spec.content)

@@ -22,8 +22,11 @@ TOKEN_ONLY = frozenset({"jti", "exp", "iat", "nbf", "auth_time", "nonce", "at_ha
 
 
 def owner_key(principal: Principal) -> str:
-    """The caller a subscription belongs to: the user (issuer and subject) through one client."""
-    return f"{principal.issuer}|{principal.subject}|{principal.client_id or ''}"
+    """The caller a subscription belongs to: the user (issuer and subject) through one client,
+    as the same person (fhirUser) in the same patient context: a representative's app for
+    one patient does not see the subscriptions it made for another."""
+    return "|".join((principal.issuer, principal.subject, principal.client_id or "",
+                     principal.fhir_user or "", principal.patient or ""))
 
 
 def is_operator(principal: Principal) -> bool:
