@@ -15,9 +15,9 @@ from service.main import create_app
 from service.subscriptions.delivery import deliver_once
 
 from .conformance_helpers import example
+from .conftest import bearer
 from .consent_helpers import consent
 from .consent_world import Actors, patient_headers
-from .conftest import bearer
 from .helpers import FHIR_JSON, contract_hours, create, patient, tagged
 from .subscription_helpers import Receiver, receiver, subscription
 
@@ -35,7 +35,8 @@ def deliver(client: TestClient) -> int:
     return total
 
 
-def subscribe(client: TestClient, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:
+def subscribe(client: TestClient, body: dict[str, Any],
+              headers: dict[str, str] | None = None) -> dict[str, Any]:
     resp = client.post("/fhir/Subscription", json=body, headers={**FHIR_JSON, **(headers or {})})
     assert resp.status_code == 201, resp.text
     return dict(resp.json())
@@ -107,7 +108,8 @@ def _goal(tag: str, pid: str) -> dict[str, Any]:
 
 
 TOPIC_WRITES = {
-    "load-capacity-profile": lambda tag, pid: example("load-capacity-profile", "valid-profile.json", tag, pid),
+    "load-capacity-profile": lambda tag, pid: example("load-capacity-profile",
+                                                      "valid-profile.json", tag, pid),
     "bar": lambda tag, pid: example("bar", "valid-minimal.json", tag, pid),
     "contract-hours": lambda tag, pid: contract_hours(tag, pid, 32, "2024-01-01"),
     "sick-leave-episode": lambda tag, pid: example("sick-leave-episode", "valid-short-ended.json", tag, pid),
