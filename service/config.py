@@ -82,8 +82,9 @@ class Settings(BaseSettings):
     """Failed deliveries in a row after which a Subscription's status becomes `error`."""
     subscription_retry_seconds: float = 2.0
     """The first retry's delay; each further one doubles it (at most 10 minutes)."""
-    subscription_poll_seconds: float = 0.5
-    """How often the delivery worker looks for due deliveries when it found none."""
+    subscription_claim_batch: int = 4
+    """Subscriptions one delivery pass leases (and then serves one after the other): small, so
+    that several instances share the work."""
 
     # -- identity and tokens ----------------------------------------------------------------
     oidc_issuer: str = ""

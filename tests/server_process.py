@@ -27,6 +27,8 @@ class Served:
     base: str
     port: int
     log: Path
+    proc: subprocess.Popen[bytes] | None = None
+    """The server process (a test may kill it)."""
 
     def log_lines(self) -> list[str]:
         return self.log.read_text(errors="replace").splitlines()
@@ -58,7 +60,7 @@ def serve(database_url: str, extra_env: dict[str, str] | None = None,
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"pgo-work serve did not start:\n{log.read_text()}")
             time.sleep(0.2)
-        yield Served(base, port, log)
+        yield Served(base, port, log, proc)
     finally:
         proc.terminate()
         try:

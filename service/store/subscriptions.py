@@ -122,9 +122,12 @@ async def claim_due(conn: AsyncConnection, now: datetime, lease_until: datetime,
     ids = [r.id for r in await conn.execute(stmt)]
     if not ids:
         return []
-    await conn.execute(update(SUB).where(SUB.c.id.in_(ids)).values(
+    # The lease is taken only where none is held (a second guard besides the row lock).
+    await conn.execute(update(SUB).where(SUB.c.id.in_(ids), or_(
+        SUB.c.lease_until.is_(None), SUB.c.lease_until < now)).values(
         lease_until=lease_until, lease_owner=owner))
-    return list((await conn.execute(select(SUB).where(SUB.c.id.in_(ids)))).mappings())
+    return list((await conn.execute(select(SUB).where(
+        SUB.c.id.in_(ids), SUB.c.lease_owner == owner))).mappings())
 
 
 async def release(conn: AsyncConnection, sid: str, owner: str, values: dict[str, Any]) -> bool:

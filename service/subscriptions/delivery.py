@@ -27,12 +27,12 @@ from ..store.access import SystemAccess
 from . import notification
 from .owner import owner_policy
 from .resource import stored_spec
+from .spec import MAX_TIMEOUT
 
 log = logging.getLogger("pgo_work.subscriptions")
 LEASE_MARGIN = 15
 """Seconds a lease outlives the request's timeout: time to record the outcome."""
 MAX_BACKOFF = 600.0
-BATCH = 10
 
 
 async def deliver_once(rt: Runtime) -> int:
@@ -41,7 +41,7 @@ async def deliver_once(rt: Runtime) -> int:
     now = dates.utcnow()
     async with rt.store(SystemAccess(), write=True) as store:
         claimed = await rows.claim_due(store.conn, now, now + timedelta(
-            seconds=60 + LEASE_MARGIN), lease_owner, BATCH)
+            seconds=MAX_TIMEOUT + LEASE_MARGIN), lease_owner, rt.settings.subscription_claim_batch)
     for sub in claimed:
         try:
             await _deliver(rt, sub, lease_owner)
