@@ -317,3 +317,25 @@ def test_each_delivery_is_audited_in_the_patients_record(client: TestClient, set
     assert what == {f"Patient/{pid}", f"Observation/{written['id']}"}
     assert delivered[0]["subtype"][0]["code"] == "read"
     assert before.status_code == 200 and before.json()["total"] >= 1
+
+
+def test_the_filter_narrows_what_an_owner_who_sees_everything_is_told(client: TestClient,
+                                                                      tag: str) -> None:
+    """The operator may see every record: only the filter keeps other patients out (with and
+    without the resource type in front of the filter)."""
+    pid = create(client, patient(tag))["id"]
+    other = create(client, patient(tag, given="Other"))["id"]
+    with receiver() as box:
+        bare = active(client, box, subscription("contract-hours", box.url,
+                                                [f"patient=Patient/{pid}"]))
+        typed = active(client, box, subscription("work-goal", box.url,
+                                                 [f"Goal?patient=Patient/{pid}"]))
+        mine = create(client, contract_hours(tag, pid, 32, "2024-01-01"))
+        create(client, contract_hours(tag, other, 32, "2024-01-01"))
+        goal = create(client, _goal(tag, pid))
+        create(client, _goal(tag, other))
+        deliver(client)
+        assert [f.rsplit("/", 1)[1] for n in box.of(bare, "event-notification") for f in n.foci] \
+            == [mine["id"]]
+        assert [f.rsplit("/", 1)[1] for n in box.of(typed, "event-notification") for f in n.foci] \
+            == [goal["id"]]
