@@ -88,6 +88,13 @@ class Settings(BaseSettings):
     """Run the background tasks (subscription deliveries, exports) in this process. `pgo-work
     serve` turns it on unless `--no-worker`; `pgo-work worker` runs them alone. Off for an app
     built in tests, which drive the tasks themselves."""
+    subscription_max_attempts: int = 5
+    """Failed deliveries in a row after which a Subscription's status becomes `error`."""
+    subscription_retry_seconds: float = 2.0
+    """The first retry's delay; each further one doubles it (at most 10 minutes)."""
+    subscription_claim_batch: int = 4
+    """Subscriptions one delivery pass leases (and then serves one after the other): small, so
+    that several instances share the work."""
 
     # -- identity and tokens ----------------------------------------------------------------
     oidc_issuer: str = ""

@@ -19,6 +19,7 @@ from .rest.metrics import router as metrics_router
 from .rest.middleware import REQUEST_ID_HEADERS, CorrelationIds, StripTrailingSlash
 from .rest.operation_routes import router as operation_router
 from .rest.routes import router
+from .rest.subscription_routes import router as subscription_router
 from .rest.telemetry import RequestTelemetry
 from .runtime import Runtime, build_runtime
 from .telemetry.gauges import install_default_gauges
@@ -56,6 +57,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(metrics_router)
     install_default_gauges()
     app.include_router(auth_router)  # first: /fhir/.well-known/... is not a resource type
+    app.include_router(subscription_router)  # before operations: its own $status, $events
     app.include_router(operation_router)  # before the resource routes: `$op` is never an id
     app.include_router(router)
     app.include_router(web_router)  # /app: the web app's static files

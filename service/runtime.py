@@ -20,6 +20,7 @@ from .config import Settings
 from .conformance.engine import Conformance, StoredQuestionnaireCheck, build_conformance
 from .conformance.package import ConformancePackage, load_package
 from .conformance.structure import r4_resource_types, validate_structure
+from .conformance.topics import Topic, load_topics
 from .fhir.outcome import FhirError
 from .store.access import AccessPolicy
 from .store.database import WRITE_OPTION, create_engine, is_statement_timeout
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 WriteCheck = Callable[[dict[str, Any]], dict[str, Any]]
 StoreCheck = Callable[[ResourceStore, dict[str, Any]], Awaitable[dict[str, Any]]]
+CommitHook = Callable[["Runtime", ResourceStore], Awaitable[None]]
 
 
 def _structure_only(resource: dict[str, Any]) -> dict[str, Any]:
@@ -55,9 +57,20 @@ class Runtime:
     """Write checks that must read the store (a response to a stored Questionnaire)."""
     conformance: Conformance | None = None
     """Profiles, terminology, questionnaires and labels compiled from `profiles/`."""
+    topics: dict[str, Topic] = field(default_factory=dict)
+    """The SubscriptionTopics of `profiles/subscriptions/`, by canonical URL."""
+    commit_hooks: list[CommitHook] = field(default_factory=list)
+    """Run in every transaction that wrote, after the store's last flush and before the
+    commit: what they write commits with the change or not at all (the subscription outbox,
+    `service.subscriptions.outbox`)."""
     access_cache: AccessCache = field(default_factory=AccessCache)
     """Parsed Consent versions and resolved callers of this database: a cache, checked against
     the database's change epoch on every request (`service.access.resolve`)."""
+
+    @property
+    def trigger_types(self) -> frozenset[str]:
+        """The resource types some topic is triggered by."""
+        return frozenset(t for topic in self.topics.values() for t in topic.resource_types)
 
     @property
     def base_url(self) -> str:
@@ -103,6 +116,9 @@ class Runtime:
                     store = ResourceStore(conn, self.store_config, access)
                     yield store
                     await store.finish()
+                    if store.changes:
+                        for hook in self.commit_hooks:
+                            await hook(self, store)
                     await access.complete(store, 200)
             except FhirError as exc:
                 failure = exc
@@ -140,6 +156,8 @@ def build_runtime(settings: Settings) -> Runtime:
                            settings.sql_echo, settings.db_connect_timeout_seconds,
                            settings.db_command_timeout_seconds, settings.statement_timeout_ms)
     from .operations.registry import default_registry
+    from .subscriptions.outbox import record_events
+    from .subscriptions.spec import outside_subscription_endpoint
 
     base = settings.base_url.rstrip("/")
     conformance = build_conformance(package, settings.profiles_dir)
@@ -155,8 +173,10 @@ def build_runtime(settings: Settings) -> Runtime:
         store_config=StoreConfig(registry, base, settings.max_include_results,
                                  watched=WATCHED),
         operations=default_registry(),
-        write_checks=[_structure_only, conformance.check_profiles, conformance.check_response,
-                      conformance.apply_labels],
+        write_checks=[outside_subscription_endpoint, _structure_only, conformance.check_profiles,
+                      conformance.check_response, conformance.apply_labels],
         store_checks=[StoredQuestionnaireCheck(conformance, parser)],
         conformance=conformance,
+        topics=load_topics(package),
+        commit_hooks=[record_events],
     )

@@ -24,6 +24,8 @@ class Served:
     base: str
     port: int
     log: Path
+    proc: subprocess.Popen[bytes] | None = None
+    """The server process (a test may kill it)."""
 
     def log_lines(self) -> list[str]:
         return self.log.read_text(errors="replace").splitlines()
@@ -46,7 +48,7 @@ def serve(database_url: str, extra_env: dict[str, str] | None = None,
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_until_up(f"{base}/metadata", proc, 60, log.read_text)
-        yield Served(base, port, log)
+        yield Served(base, port, log, proc)
     finally:
         proc.terminate()
         try:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
@@ -61,6 +61,10 @@ class Principal:
     organization: str | None = None
     """`Organization/<id>` an `organization-admin` administers (the `organization` claim, set
     by the account or the issuer: nothing the admin can write through the API)."""
+    claims: dict[str, Any] | None = field(default=None, compare=False, hash=False, repr=False)
+    """The verified claims this principal was mapped from: what a Subscription keeps to
+    rebuild its owner's access at every event (`service.subscriptions.owner`), never the
+    token itself."""
 
     @property
     def is_patient(self) -> bool:
@@ -117,6 +121,7 @@ def principal_from_claims(claims: dict[str, Any], base_url: str) -> Principal:
         expires_at=int(exp) if isinstance(exp, int | float) else None,
         purposes=claimed_purposes(claims),
         organization=_organization(claims.get("organization"), base_url),
+        claims=dict(claims),
     )
 
 

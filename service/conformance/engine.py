@@ -23,6 +23,7 @@ from .labels import SecurityLabeler
 from .package import ConformancePackage
 from .questionnaire import QuestionnaireValidator
 from .terminology import Terminology
+from .topics import topic_url
 from .validator import ProfileValidator
 
 DEFAULT_CANONICAL = "https://pgo-work.nl/fhir"
@@ -62,7 +63,8 @@ class Conformance:
     def published(self) -> list[dict[str, Any]]:
         """The resources of our own package (under our canonical base), as served by the API."""
         return [r for r in self.package.resources
-                if isinstance(r.get("url"), str) and self.own(r["url"]) and r.get("id")]
+                if isinstance(url := r.get("url") or topic_url(r), str) and self.own(url)
+                and r.get("id")]
 
     # -- validation -------------------------------------------------------------------------
     def issues(self, resource: dict[str, Any], profiles: list[str] | None = None,

@@ -43,6 +43,7 @@ def build(rt: Runtime) -> dict[str, Any]:
             ],
             **({"operation": ops} if (ops := _operations(rt, rtype)) else {}),
         })
+    resources.append(_subscription(rt))
     return {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -94,3 +95,36 @@ def _operations(rt: Runtime, rtype: str | None) -> list[dict[str, Any]]:
                                                      and rtype in op.types):
             out.setdefault(op.name, {"name": op.name, "definition": op.definition})
     return [out[name] for name in sorted(out)]
+
+
+BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport"
+
+
+def _subscription(rt: Runtime) -> dict[str, Any]:
+    """Subscription as the Backport IG asks a server to declare it: the topics it offers (one
+    `capabilitystatement-subscriptiontopic-canonical` extension each), the profile, and the
+    `$status` and `$events` operations (`service.rest.subscription_routes`)."""
+    return {
+        "type": "Subscription",
+        "extension": [{"url": f"{BACKPORT}/StructureDefinition/"
+                              "capabilitystatement-subscriptiontopic-canonical",
+                       "valueCanonical": url} for url in sorted(rt.topics)],
+        "supportedProfile": [f"{BACKPORT}/StructureDefinition/backport-subscription"],
+        "documentation": "Topic-based (R4 Subscriptions Backport IG), channel rest-hook, payload "
+                         "empty, id-only or full-resource. A Subscription is its creator's: only "
+                         "they (and the operator) can read, search, update or delete it, and "
+                         "each event is judged by the creator's access at the moment it happens. "
+                         "The topics are served as Basic resources "
+                         "(`Basic?code=http://hl7.org/fhir/fhir-types|SubscriptionTopic`).",
+        "interaction": [{"code": c} for c in ("read", "create", "update", "delete",
+                                              "search-type")],
+        "versioning": "versioned",
+        "readHistory": False,
+        "updateCreate": False,
+        "operation": [
+            {"name": "status",
+             "definition": f"{BACKPORT}/OperationDefinition/backport-subscription-status"},
+            {"name": "events",
+             "definition": f"{BACKPORT}/OperationDefinition/backport-subscription-events"},
+        ],
+    }

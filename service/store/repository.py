@@ -118,6 +118,8 @@ class ResourceStore:
         by an inheriting resource (a Provenance) written before them (`inheritance.propagate`,
         at flush)."""
         self._wrote_inheritor = False
+        self.changes: list[StoredResource] = []
+        """What this transaction wrote, in order (for `Runtime.commit_hooks`)."""
         self._pending: dict[str, list[dict[str, Any]]] = {}
         """Rows of versions, indexes, compartments and labels not yet sent: a transaction
         Bundle writes each table once instead of once per resource. Every query flushes
@@ -234,6 +236,7 @@ class ResourceStore:
             # already be the target of an inheriting resource.
             self._joined.add(pk)
         stored = StoredResource(pk, rtype, rid, 1, now, content)
+        self.changes.append(stored)
         self.access.seen([stored], wrote=True)
         return stored
 
@@ -293,6 +296,7 @@ class ResourceStore:
             self._joined.add(pk)
         self._changed(rtype, rid, rows, named_before)
         stored = StoredResource(pk, rtype, rid, version, now, content)
+        self.changes.append(stored)
         self.access.seen([stored], wrote=True)
         return stored, False
 
@@ -346,6 +350,7 @@ class ResourceStore:
         await self._carry_facts(pk, old_version, version)
         self._changed(resource_type, rid, None, named_before)
         gone = StoredResource(pk, resource_type, rid, version, now, None, deleted=True)
+        self.changes.append(gone)
         self.access.seen([gone], wrote=True)
         return gone
 

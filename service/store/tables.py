@@ -259,3 +259,55 @@ INDEX_TABLES = {
     "reference": IdxReference.__table__,
     "uri": IdxUri.__table__,
 }
+
+
+class SubscriptionRow(Base):
+    """A topic-based Subscription (R4 Subscriptions Backport IG) and its delivery state.
+
+    Not a row of `resource`: a Subscription belongs to the caller that created it and is served
+    to them (and the operator) only, never through the generic search, history or include
+    paths that judge rows by patient consent. `owner` is the caller's verified claims (never
+    the token), from which the caller's access is rebuilt at every event and every delivery.
+    Delivery state lives here so that a claim is one row lock and a lease (`lease_until`)."""
+
+    __tablename__ = "subscription"
+    __table_args__ = (Index("ix_subscription_topic_status", "topic", "status"),)
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner_key: Mapped[str] = mapped_column(String(512), index=True)
+    owner: Mapped[str] = mapped_column(Text)
+    topic: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    content: Mapped[str] = mapped_column(Text)
+    version_id: Mapped[int] = mapped_column(Integer)
+    last_updated: Mapped[datetime] = mapped_column(DateTime)
+    events_count: Mapped[int] = mapped_column(BigInteger)
+    """The number of the last event written for it: numbers run 1, 2, ... without gaps."""
+    delivered_through: Mapped[int] = mapped_column(BigInteger)
+    """The number of the last event the endpoint acknowledged (2xx)."""
+    attempts: Mapped[int] = mapped_column(Integer)
+    """Failed deliveries in a row; reset by a success."""
+    next_attempt_at: Mapped[datetime] = mapped_column(DateTime)
+    heartbeat_due_at: Mapped[datetime | None] = mapped_column(DateTime)
+    lease_until: Mapped[datetime | None] = mapped_column(DateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class SubscriptionEvent(Base):
+    """The outbox: one row per event, written in the transaction of the change that caused it,
+    already judged by the owner's access at that moment (a row exists only if the owner could
+    see the focus then). Deleted with its Subscription."""
+
+    __tablename__ = "subscription_event"
+    __table_args__ = (UniqueConstraint("subscription_id", "event_number"),)
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    subscription_id: Mapped[str] = mapped_column(
+        ForeignKey("subscription.id", ondelete="CASCADE"))
+    event_number: Mapped[int] = mapped_column(BigInteger)
+    occurred_at: Mapped[datetime] = mapped_column(DateTime)
+    interaction: Mapped[str] = mapped_column(String(16))
+    focus_type: Mapped[str] = mapped_column(String(64))
+    focus_id: Mapped[str] = mapped_column(String(64))
+    focus_version: Mapped[int] = mapped_column(Integer)

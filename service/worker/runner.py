@@ -12,6 +12,7 @@ import contextlib
 import logging
 from typing import TYPE_CHECKING
 
+from ..store.faults import transient
 from .tasks import Task
 
 if TYPE_CHECKING:
@@ -21,14 +22,23 @@ log = logging.getLogger("pgo_work.worker")
 
 
 async def run_task(runtime: Runtime, task: Task, stop: asyncio.Event) -> None:
+    away = False
     while not stop.is_set():
         try:
             done = await task.run_once(runtime)
+            away = False
         except asyncio.CancelledError:
             raise
-        except Exception:
-            log.exception("background task %s failed; retrying in %.1f s", task.name,
-                          task.idle_seconds)
+        except Exception as exc:
+            if transient(exc):
+                # The database is away: the requests already say so, one line each; the task
+                # says it once (at info) and waits with them, its work safe in the rows.
+                if not away:
+                    log.info("background task %s waits for the database: %s", task.name, exc)
+                away = True
+            else:
+                log.exception("background task %s failed; retrying in %.1f s", task.name,
+                              task.idle_seconds)
             done = 0
         if done:
             await asyncio.sleep(0)  # more may be due: look again at once, yielding first

@@ -26,5 +26,7 @@ class Task:
 def default_tasks() -> list[Task]:
     """Every task this server has. Imported lazily so a module's task registers here without
     the worker package importing the REST layer."""
-    tasks: list[Task] = []
+    from ..subscriptions.delivery import deliver_once
+
+    tasks: list[Task] = [Task("subscription-delivery", deliver_once, idle_seconds=0.5)]
     return tasks
