@@ -192,3 +192,26 @@ def test_metrics_needs_no_fhir_token_but_can_require_its_own(settings: Settings)
         text, _ = scrape(anon, Authorization="Bearer scrape-secret")
         assert "pgo_work_http_requests_total" in text
 
+
+
+def test_the_outbox_depth_counts_events_not_yet_delivered(client: TestClient, tag: str) -> None:
+    """A subscription whose events wait for the delivery worker shows as outbox depth; the
+    metric names no subscription, owner or patient."""
+    from .helpers import contract_hours
+    from .subscription_helpers import subscription
+
+    def depth(samples: Samples) -> float:
+        return sum(v for (name, labels), v in samples.items()
+                   if name == "pgo_work_subscription_outbox_depth")
+
+    pid = create(client, patient(tag))["id"]
+    body = subscription("contract-hours", "https://receiver.example/hook",
+                        filters=[f"Observation?patient=Patient/{pid}"])
+    sub = client.post("/fhir/Subscription", json=body, headers=FHIR_JSON)
+    assert sub.status_code == 201, sub.text
+    _, before = scrape(client)
+    for hours in (32, 24):
+        create(client, contract_hours(tag, pid, hours, "2024-01-01"))
+    text, after = scrape(client)
+    assert depth(after) - depth(before) == 2  # no worker runs in tests: both wait
+    assert pid not in text and sub.json()["id"] not in text

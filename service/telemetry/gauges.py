@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..store.tables import Resource
+from ..store.tables import Resource, SubscriptionRow
 from .db_gauges import register_db_gauge
 
 
@@ -18,7 +18,20 @@ async def resources_stored(conn: AsyncConnection) -> dict[tuple[str, ...], float
     return {(rtype,): float(count) for rtype, count in rows}
 
 
+async def outbox_depth(conn: AsyncConnection) -> dict[tuple[str, ...], float]:
+    """Events recorded but not yet delivered, per subscription status (`requested`, `active`,
+    `error`, `off`): the outbox's backlog, without naming a subscription or its owner."""
+    rows = await conn.execute(
+        select(SubscriptionRow.status,
+               func.coalesce(func.sum(SubscriptionRow.events_count
+                                      - SubscriptionRow.delivered_through), 0))
+        .group_by(SubscriptionRow.status))
+    return {(status,): float(depth) for status, depth in rows}
+
+
 def install_default_gauges() -> None:
     """Register every gauge (idempotent: a gauge is replaced by name)."""
     register_db_gauge("pgo_work_resources_stored", "Current (not deleted) resources in the "
                       "database, by resource type", resources_stored, labels=("resource_type",))
+    register_db_gauge("pgo_work_subscription_outbox_depth", "Subscription events recorded and "
+                      "not yet delivered, by subscription status", outbox_depth, labels=("status",))
