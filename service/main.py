@@ -13,6 +13,7 @@ from .config import Settings, get_settings
 from .conformance.publish import publish_at_startup
 from .rest import errors, openapi_doc
 from .rest.auth_routes import router as auth_router
+from .rest.bulk_routes import router as bulk_router
 from .rest.guards import CancelOnDisconnect, RequestGuard
 from .rest.health import router as health_router
 from .rest.middleware import REQUEST_ID_HEADERS, CorrelationIds, StripTrailingSlash
@@ -52,6 +53,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(health_router)
     app.include_router(auth_router)  # first: /fhir/.well-known/... is not a resource type
     app.include_router(operation_router)  # before the resource routes: `$op` is never an id
+    app.include_router(bulk_router)  # `_bulk/...` is no resource type either
     app.include_router(router)
     app.include_router(web_router)  # /app: the web app's static files
     install_middleware(app, settings)

@@ -49,6 +49,7 @@ def build(rt: Runtime) -> dict[str, Any]:
         "date": dates.to_instant(dates.utcnow()),
         "publisher": "pgo-work",
         "kind": "instance",
+        "instantiates": ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
         "software": {"name": "pgo-work", "version": __version__},
         "implementation": {"description": "pgo-work FHIR server", "url": rt.base_url},
         "fhirVersion": "4.0.1",

@@ -26,5 +26,7 @@ class Task:
 def default_tasks() -> list[Task]:
     """Every task this server has. Imported lazily so a module's task registers here without
     the worker package importing the REST layer."""
-    tasks: list[Task] = []
+    from ..operations.bulk import chunks
+
+    tasks: list[Task] = [Task("bulk-export", chunks.run_once, idle_seconds=1.0)]
     return tasks
