@@ -1,4 +1,4 @@
-"""The `pgo-work` command: serve, migrate, seed-demo, and identity administration (dev-token,
+"""The `pgo-work` command: serve, migrate, seed-demo, export, and identity administration (dev-token,
 add-account, list-accounts, set-password, add-client, list-clients, rotate-key, list-keys,
 retire-key)."""
 
@@ -370,6 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("seed-demo", help="load the synthetic demo data (idempotent)").set_defaults(
         fn=cmd_seed_demo)
     _identity_commands(sub)
+    from .export_cli import add_parser as add_export
+
+    add_export(sub)
     args = parser.parse_args(argv)
     try:
         return int(args.fn(args))

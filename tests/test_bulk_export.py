@@ -82,7 +82,7 @@ def test_operator_exports_the_demo_data(client: TestClient, settings: Settings) 
     for rtype in ("Patient", "Observation", "Condition"):
         assert len(lines[rtype]) == count(client, rtype), rtype
         assert len({r["id"] for r in lines[rtype]}) == len(lines[rtype])  # no line twice
-    assert DEMO_PATIENTS <= {r["id"] for r in lines["Patient"]}
+    assert {r["id"] for r in lines["Patient"]} >= DEMO_PATIENTS
 
 
 def test_professional_with_consent_for_two_of_six_gets_those_two(
@@ -236,8 +236,6 @@ def test_group_export_covers_the_members_the_caller_may_see(
     oncologist = actors.headers["oncologist"]
     status = client.get(f"/fhir/Group/{group['id']}/$export", params={"_type": "Patient"},
                         headers={**KICK_OFF, **oncologist})
-    if status.status_code == 404:
-        return  # the Group itself is not the oncologist's to see: no export either
     assert status.status_code == 202, status.text
     drain(settings)
     body = manifest(client, local(status.headers["Content-Location"]), oncologist)

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import orjson
 
 from ...conformance.structure import r4_resource_types
 from ...fhir import dates
 from ...fhir.outcome import FhirError
+from ...runtime import Runtime
 from ...store import export_jobs
+from ...store.repository import ResourceStore
 from ..registry import Operation, OperationCall, OperationResult
 from . import params as P
 from .owner import owner_of_claims, status_url
@@ -37,27 +40,7 @@ async def kick_off(call: OperationCall) -> OperationResult:
         members = await _members(call, call.id)
         params.group = call.id
         params.patients = [p for p in members if params.patients is None or p in params.patients]
-    types = params.types
-    if types is None:
-        present = await export_jobs.present_types(call.store.conn)
-        types = [t for t in present if t not in P.DEFAULT_EXCLUDED and _may_search(call, t)]
-    else:
-        for t in types:
-            call.store.access.check_type(t, "search")  # 403 for a type the scopes do not cover
-    now = dates.utcnow()
-    job = export_jobs.Job(
-        id=str(uuid.uuid4()), owner=owner_of_claims(call.claims, rt.base_url),
-        claims=call.claims, params={**params.to_json(), "resolved_types": types},
-        request_url=call.url, status="accepted", cursor={"t": 0, "f": 0, "c": None, "seq": 1},
-        exported=0, patients=[], error=None, transaction_time=now, created_at=now,
-        updated_at=now, expires_at=now + timedelta(seconds=rt.settings.export_max_run_seconds))
-    await export_jobs.create_job(call.store.conn, job)
-    if params.warnings:
-        outcome = {"resourceType": "OperationOutcome", "issue": [
-            {"severity": "warning", "code": "not-supported", "diagnostics": w}
-            for w in params.warnings]}
-        await export_jobs.add_file(call.store.conn, job.id, 0, "OperationOutcome",
-                                   [orjson.dumps(outcome).decode()], [])
+    job = await start_job(call.runtime, call.store, call.claims, params, call.url)
     url = status_url(rt.base_url, job.id)
     body = {"resourceType": "OperationOutcome", "issue": [{
         "severity": "information", "code": "informational",
@@ -65,9 +48,38 @@ async def kick_off(call: OperationCall) -> OperationResult:
     return OperationResult(body, 202, {"Content-Location": url})
 
 
-def _may_search(call: OperationCall, rtype: str) -> bool:
+async def start_job(rt: Runtime, store: ResourceStore, claims: dict[str, Any],
+                    params: P.ExportParams, url: str) -> export_jobs.Job:
+    """Store a new export job for the caller whose `store` this is (the kick-off's, or the
+    operator's on the command line): the types it covers are fixed now, as the caller's
+    scopes allow."""
+    types = params.types
+    if types is None:
+        present = await export_jobs.present_types(store.conn)
+        types = [t for t in present if t not in P.DEFAULT_EXCLUDED and _may_search(store, t)]
+    else:
+        for t in types:
+            store.access.check_type(t, "search")  # 403 for a type the scopes do not cover
+    now = dates.utcnow()
+    job = export_jobs.Job(
+        id=str(uuid.uuid4()), owner=owner_of_claims(claims, rt.base_url),
+        claims=claims, params={**params.to_json(), "resolved_types": types},
+        request_url=url, status="accepted", cursor={"t": 0, "f": 0, "c": None, "seq": 1},
+        exported=0, patients=[], error=None, transaction_time=now, created_at=now,
+        updated_at=now, expires_at=now + timedelta(seconds=rt.settings.export_max_run_seconds))
+    await export_jobs.create_job(store.conn, job)
+    if params.warnings:
+        outcome = {"resourceType": "OperationOutcome", "issue": [
+            {"severity": "warning", "code": "not-supported", "diagnostics": w}
+            for w in params.warnings]}
+        await export_jobs.add_file(store.conn, job.id, 0, "OperationOutcome",
+                                   [orjson.dumps(outcome).decode()], [])
+    return job
+
+
+def _may_search(store: ResourceStore, rtype: str) -> bool:
     try:
-        call.store.access.check_type(rtype, "search")
+        store.access.check_type(rtype, "search")
     except FhirError:
         return False
     return True
