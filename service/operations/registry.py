@@ -89,6 +89,9 @@ class Operation:
     affects_state: bool = False
     definition: str | None = None
     """Canonical URL of the OperationDefinition (in profiles/ when it is ours)."""
+    listed_as: str | None = None
+    """The name the CapabilityStatement lists it under when that is not its code (the Bulk
+    Data IG's `patient-export` and `group-export` are both `$export`)."""
 
 
 class OperationRegistry:

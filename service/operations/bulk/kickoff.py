@@ -104,7 +104,7 @@ async def _members(call: OperationCall, group_id: str) -> list[str]:
 OPERATIONS = [
     Operation("export", frozenset({"system"}), kick_off, None, definition=f"{BULK}/export"),
     Operation("export", frozenset({"type"}), kick_off, frozenset({"Patient"}),
-              definition=f"{BULK}/patient-export"),
+              definition=f"{BULK}/patient-export", listed_as="patient-export"),
     Operation("export", frozenset({"instance"}), kick_off, frozenset({"Group"}),
-              definition=f"{BULK}/group-export"),
+              definition=f"{BULK}/group-export", listed_as="group-export"),
 ]

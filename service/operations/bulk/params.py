@@ -63,8 +63,8 @@ def lenient(headers: dict[str, str]) -> bool:
 def check_headers(headers: dict[str, str]) -> None:
     """`Accept: application/fhir+json` and `Prefer: respond-async` are required (Bulk Data 2.0
     kick-off headers): without them a client would not understand our answer."""
-    accept = headers.get("accept", "").strip()
-    if not accept:
+    accept = [part.split(";")[0].strip() for part in headers.get("accept", "").split(",")]
+    if "application/fhir+json" not in accept:
         raise bad_request("The kick-off request needs 'Accept: application/fhir+json'", "Accept")
     prefer = [p.strip() for p in headers.get("prefer", "").split(",")]
     if "respond-async" not in prefer:
