@@ -298,3 +298,26 @@ def test_download_needs_scopes_for_the_type(client: TestClient, settings: Settin
     narrow = auth(token(settings, "system/Observation.rs", role="service"))
     resp = client.get(local(url), headers=narrow)
     assert resp.status_code in (403, 404)
+
+
+def test_capability_statement_lists_the_bulk_operations(client: TestClient) -> None:
+    cap = client.get("/fhir/metadata").json()
+    assert "http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data" in cap["instantiates"]
+    rest = cap["rest"][0]
+    assert "export" in {o["name"] for o in rest["operation"]}
+    by_type = {r["type"]: {o["name"] for o in r.get("operation", [])} for r in rest["resource"]}
+    assert "patient-export" in by_type["Patient"] and "group-export" in by_type["Group"]
+
+
+def test_kick_off_wants_fhir_json_not_plain_json(client: TestClient) -> None:
+    resp = client.get("/fhir/$export", params={"_type": "Patient"},
+                      headers={**KICK_OFF, "Accept": "application/json"})
+    assert resp.status_code == 400 and "Accept" in resp.text
+
+
+def test_backend_client_asking_for_an_unknown_type_gets_invalid_scope(
+        anon: TestClient, settings: Settings) -> None:
+    key = RSAKey.generate_key(2048, auto_kid=True)
+    ehr = backend_client(settings, dict(KeySet([key]).as_dict(private=False)), scope="system/*.rs")
+    resp = client_credentials(anon, client_assertion(key, ehr), scope="system/UnknownResource.rs")
+    assert resp.status_code == 400 and resp.json()["error"] == "invalid_scope"
