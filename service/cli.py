@@ -1,4 +1,4 @@
-"""The `pgo-work` command: serve, worker, migrate, seed-demo, and identity administration (dev-token,
+"""The `pgo-work` command: serve, worker, migrate, seed-demo, export, and identity administration (dev-token,
 add-account, list-accounts, set-password, add-client, list-clients, rotate-key, list-keys,
 retire-key: `service.commands.identity`)."""
 
@@ -143,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("seed-demo", help="load the synthetic demo data (idempotent)").set_defaults(
         fn=cmd_seed_demo)
     add_identity_commands(sub)
+    from .commands.export import add_parser as add_export
+
+    add_export(sub)
     args = parser.parse_args(argv)
     try:
         return int(args.fn(args))

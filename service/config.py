@@ -95,6 +95,12 @@ class Settings(BaseSettings):
     subscription_claim_batch: int = 4
     """Subscriptions one delivery pass leases (and then serves one after the other): small, so
     that several instances share the work."""
+    export_chunk_size: int = Field(default=1000, gt=0, le=10000)
+    """Resources per export chunk: one transaction, one NDJSON file, one cursor step."""
+    export_retention_seconds: int = Field(default=3600, gt=0)
+    """How long a finished export's files stay downloadable (then 404, files deleted)."""
+    export_max_run_seconds: int = Field(default=86400, gt=0)
+    """An export that has not finished by then expires like a finished one."""
 
     # -- identity and tokens ----------------------------------------------------------------
     oidc_issuer: str = ""

@@ -13,6 +13,7 @@ from .config import Settings, get_settings
 from .conformance.publish import publish_at_startup
 from .rest import errors, openapi_doc
 from .rest.auth_routes import router as auth_router
+from .rest.bulk_routes import router as bulk_router
 from .rest.guards import CancelOnDisconnect, RequestGuard
 from .rest.health import router as health_router
 from .rest.metrics import router as metrics_router
@@ -59,6 +60,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(auth_router)  # first: /fhir/.well-known/... is not a resource type
     app.include_router(subscription_router)  # before operations: its own $status, $events
     app.include_router(operation_router)  # before the resource routes: `$op` is never an id
+    app.include_router(bulk_router)  # `_bulk/...` is no resource type either
     app.include_router(router)
     app.include_router(web_router)  # /app: the web app's static files
     install_middleware(app, settings)

@@ -27,6 +27,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from ..config import Settings
+from ..conformance.structure import r4_resource_types
 from ..fhir import dates
 from .accounts import (
     AccountRow,
@@ -297,6 +298,11 @@ class AuthServer:
         if client.kind != "backend":
             raise OAuthError("unauthorized_client", "Only backend clients may use client_credentials")
         scopes = parse_scopes(form.get("scope")).only_context("system")
+        unknown = [s.text for s in scopes.resources
+                   if s.resource_type != "*" and s.resource_type not in r4_resource_types()]
+        if unknown:
+            # SMART Backend Services: a scope naming no resource type is an error, not nothing.
+            raise OAuthError("invalid_scope", f"Unknown resource type in {', '.join(unknown)}")
         if client.scope:
             scopes = scopes.narrowed_to(parse_scopes(client.scope))
         if not scopes.resources:

@@ -22,7 +22,7 @@ from .identity import IdentityRules
 from .jose import TokenError
 from .oidc import IssuerUnavailable
 from .policy import Policies, RecordRules, ScopePolicy
-from .principal import Principal
+from .principal import Principal, principal_from_claims
 from .purpose import purpose_of_event
 from .verifier import TokenVerifier
 
@@ -56,12 +56,14 @@ async def get_principal(
         raise unauthorized("This request needs a bearer token (Authorization: Bearer ...)", None)
     rt: Runtime = request.app.state.runtime
     try:
-        principal = await TokenVerifier(rt.settings, rt.engine).verify(credentials.credentials)
+        claims = await TokenVerifier(rt.settings, rt.engine).claims(credentials.credentials)
+        principal = principal_from_claims(claims, rt.settings.base_url)
     except TokenError as exc:
         raise unauthorized(str(exc)) from exc
     except IssuerUnavailable as exc:
         raise FhirError(503, "transient", f"The token issuer cannot be reached: {exc}") from exc
     request.state.principal = principal  # for whatever records the request afterwards (audit)
+    request.state.claims = claims  # for what runs later as this caller (`$export`)
     return principal
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import ECKey, Key, RSAKey
+from joserfc.registry import HeaderParameter
 
 ACCESS_TOKEN_ALGS = ("RS256", "ES256")
 """Access tokens: exactly these (RFC 7518 RS256 and ES256), from any issuer."""
@@ -75,12 +76,20 @@ def key_fits(key: Key, alg: str) -> bool:
     return False
 
 
+def _registry(alg: str) -> jws.JWSRegistry:
+    """The JWS header parameters we accept: the registered ones, and `kty`, which the SMART
+    Bulk Data test client (and clients built on node-jose) put in a client assertion's
+    header. An unknown parameter is still refused (it might be one we were meant to obey)."""
+    return jws.JWSRegistry(header_registry={"kty": HeaderParameter("Key type", "str")},
+                           algorithms=[alg])
+
+
 def verified_claims(token: str, key: Key, alg: str) -> dict[str, Any]:
     """The claims, once the signature checks out with `key` under exactly `alg`."""
     if not key_fits(key, alg):
         raise TokenError("The token's algorithm does not match its key")
     try:
-        obj = jws.deserialize_compact(token, key, algorithms=[alg])
+        obj = jws.deserialize_compact(token, key, algorithms=[alg], registry=_registry(alg))
         claims = json.loads(obj.payload or b"")
     except (JoseError, ValueError) as exc:
         raise TokenError("The token signature is not valid") from exc

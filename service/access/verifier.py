@@ -51,10 +51,13 @@ class TokenVerifier:
 
         Raises IssuerUnavailable when an external issuer's keys cannot be fetched.
         """
+        return principal_from_claims(await self.claims(token), self.settings.base_url)
+
+    async def claims(self, token: str) -> dict[str, Any]:
+        """The verified claims of a valid access token (what `verify` maps to a Principal)."""
         alg, kid = read_header(token, ACCESS_TOKEN_ALGS)
-        claims = await (self._external(token, alg, kid) if self.external
-                        else self._builtin(token, alg, kid))
-        return principal_from_claims(claims, self.settings.base_url)
+        return await (self._external(token, alg, kid) if self.external
+                      else self._builtin(token, alg, kid))
 
     async def _external(self, token: str, alg: str, kid: str) -> dict[str, Any]:
         key = await provider_for(self.settings).key(kid)

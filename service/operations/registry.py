@@ -26,6 +26,11 @@ class OperationCall:
     query: list[tuple[str, str]] = field(default_factory=list)
     body: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    claims: dict[str, Any] | None = None
+    """The caller's verified token claims (an operation that runs later, as `$export`, keeps
+    them to rebuild the caller's access; never the token)."""
+    url: str = ""
+    """The request URL as the client sent it."""
 
     def _parameters(self) -> list[dict[str, Any]]:
         if self.body and self.body.get("resourceType") == "Parameters":
@@ -63,6 +68,11 @@ class OperationResult:
     resource: dict[str, Any] | None
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
+    claims: dict[str, Any] | None = None
+    """The caller's verified token claims (an operation that runs later, as `$export`, keeps
+    them to rebuild the caller's access; never the token)."""
+    url: str = ""
+    """The request URL as the client sent it."""
     raw: str | None = None
 
 
@@ -79,6 +89,9 @@ class Operation:
     affects_state: bool = False
     definition: str | None = None
     """Canonical URL of the OperationDefinition (in profiles/ when it is ours)."""
+    listed_as: str | None = None
+    """The name the CapabilityStatement lists it under when that is not its code (the Bulk
+    Data IG's `patient-export` and `group-export` are both `$export`)."""
 
 
 class OperationRegistry:
@@ -120,8 +133,10 @@ def default_registry() -> OperationRegistry:
     )
 
     registry = OperationRegistry()
+    from .bulk import kickoff as bulk_export
+
     for module in (everything, validate, terminology_ops, extract, red_flags, progress, work_summary,
-                   poortwachter):
+                   poortwachter, bulk_export):
         for op in module.OPERATIONS:
             registry.register(op)
     return registry

@@ -19,7 +19,8 @@ INTERACTIONS = ["read", "vread", "update", "patch", "delete", "history-instance"
 
 def build(rt: Runtime) -> dict[str, Any]:
     resources = []
-    for rtype in rt.registry.types_with_params():
+    with_ops = {t for op in rt.operations.all() for t in (op.types or ())}
+    for rtype in sorted(set(rt.registry.types_with_params()) | with_ops):
         params = rt.registry.for_type(rtype)
         resources.append({
             "type": rtype,
@@ -50,6 +51,7 @@ def build(rt: Runtime) -> dict[str, Any]:
         "date": dates.to_instant(dates.utcnow()),
         "publisher": "pgo-work",
         "kind": "instance",
+        "instantiates": ["http://hl7.org/fhir/uv/bulkdata/CapabilityStatement/bulk-data"],
         "software": {"name": "pgo-work", "version": __version__},
         "implementation": {"description": "pgo-work FHIR server", "url": rt.base_url},
         "fhirVersion": "4.0.1",
@@ -93,7 +95,8 @@ def _operations(rt: Runtime, rtype: str | None) -> list[dict[str, Any]]:
             continue
         if (rtype is None and op.types is None) or (rtype is not None and op.types is not None
                                                      and rtype in op.types):
-            out.setdefault(op.name, {"name": op.name, "definition": op.definition})
+            name = op.listed_as or op.name
+            out.setdefault(name, {"name": name, "definition": op.definition})
     return [out[name] for name in sorted(out)]
 
 

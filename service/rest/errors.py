@@ -25,7 +25,12 @@ _HTTP_CODES = {404: "not-found", 405: "not-supported", 406: "not-supported", 413
 def install(app: FastAPI) -> None:
     @app.exception_handler(FhirError)
     async def fhir_error(request: Request, exc: FhirError) -> Response:
-        return fhir_response(request, exc.status, exc.outcome, headers=exc.headers)
+        response = fhir_response(request, exc.status, exc.outcome, headers=exc.headers)
+        if request.url.path.startswith("/fhir/_bulk/"):
+            # Bulk Data status and file endpoints answer in plain JSON (their clients parse
+            # `application/json`, not FHIR content types).
+            response.headers["content-type"] = "application/json"
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:

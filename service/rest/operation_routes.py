@@ -34,7 +34,8 @@ async def _call(request: Request, rt: RuntimeDep, access: AccessDep, name: str, 
                  (rtype, rid) if rtype and rid else None)
     async with rt.store(access, write=op.affects_state) as store:
         access.check_operation(name)
-        call = OperationCall(rt, store, name, level, rtype, rid, query, body, headers)
+        call = OperationCall(rt, store, name, level, rtype, rid, query, body, headers,
+                             getattr(request.state, "claims", None), str(request.url))
         result = await op.handler(call)
     return fhir_response(request, result.status, result.resource, result.raw, result.headers)
 

@@ -534,6 +534,11 @@ class ResourceStore:
         if req.compartment is not None:
             where.append(r.c.pk.in_(select(COMP.c.resource_pk).where(
                 COMP.c.patient_id == req.compartment)))
+        if req.records is not None:
+            where.append(r.c.pk.in_(select(COMP.c.resource_pk).where(
+                COMP.c.patient_id.in_(req.records))))
+        if req.any_record:
+            where.append(r.c.pk.in_(select(COMP.c.resource_pk)))
         total = None
         if req.total != "none" or req.summary == "count":
             total = (await self._query(
@@ -649,6 +654,23 @@ class ResourceStore:
                                     R.c.deleted == false())
         return (await self._query(self._guard(stmt, R.c.pk, R.c.resource_type))).first() \
             is not None
+
+    async def still_visible(self, resource_type: str,
+                            refs: list[tuple[int, str]]) -> set[int]:
+        """Which of these stored resources (pk, id) the caller may read now (a file written
+        earlier is served only as far as the caller's access still reaches); they count as
+        read for the audit."""
+        await self.flush()
+        found: list[StoredResource] = []
+        for i in range(0, len(refs), 500):
+            pks = [pk for pk, _ in refs[i:i + 500]]
+            stmt = select(R.c.pk, R.c.resource_type, R.c.id, R.c.version_id, R.c.last_updated) \
+                .where(R.c.pk.in_(pks), R.c.resource_type == resource_type)
+            rows = await self._query(self._guard(stmt, R.c.pk, R.c.resource_type))
+            found += [StoredResource(r.pk, r.resource_type, r.id, r.version_id, r.last_updated,
+                                     None) for r in rows]
+        self.access.seen(found)
+        return {r.pk for r in found}
 
     async def resources_in_compartment(self, patient_id: str,
                                        limit: int) -> list[StoredResource]:

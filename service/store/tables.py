@@ -311,3 +311,48 @@ class SubscriptionEvent(Base):
     focus_type: Mapped[str] = mapped_column(String(64))
     focus_id: Mapped[str] = mapped_column(String(64))
     focus_version: Mapped[int] = mapped_column(Integer)
+
+
+class ExportJob(Base):
+    """A Bulk Data export (`$export`): who asked (the verified claims, to rebuild their access
+    for every chunk; never the token), what they asked for, and how far the worker got. The
+    row is the job's only state, so any instance may run its next chunk and a killed one loses
+    at most the chunk it was writing (rolled back with its cursor). The row outlives its files
+    (cancel, expiry) as the record of who exported what for whom (`patients`)."""
+
+    __tablename__ = "export_job"
+    __table_args__ = (Index("ix_export_job_status", "status", "updated_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(255))
+    """Who may poll, download and cancel: the requester's issuer, subject and client."""
+    claims: Mapped[str] = mapped_column(Text)
+    params: Mapped[str] = mapped_column(Text)
+    request_url: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    """accepted | running | completed | failed | cancelled | expired"""
+    cursor: Mapped[str | None] = mapped_column(Text)
+    exported: Mapped[int] = mapped_column(Integer, default=0)
+    patients: Mapped[str | None] = mapped_column(Text)
+    """JSON list of the patients whose records the files hold (for the audit summary)."""
+    error: Mapped[str | None] = mapped_column(Text)
+    transaction_time: Mapped[datetime] = mapped_column(DateTime)
+    created_at: Mapped[datetime] = mapped_column(DateTime)
+    updated_at: Mapped[datetime] = mapped_column(DateTime)
+    expires_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class ExportFile(Base):
+    """One NDJSON output file of an export job, in the database so any instance serves it.
+    `refs` lists (pk, id) per line, for the download's consent re-check and its audit."""
+
+    __tablename__ = "export_file"
+    __table_args__ = (UniqueConstraint("job_id", "seq"),)
+
+    pk: Mapped[int] = mapped_column(PK, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("export_job.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column(Integer)
+    resource_type: Mapped[str] = mapped_column(String(64))
+    count: Mapped[int] = mapped_column(Integer)
+    content: Mapped[str] = mapped_column(Text)
+    refs: Mapped[str] = mapped_column(Text)

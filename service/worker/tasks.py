@@ -26,7 +26,9 @@ class Task:
 def default_tasks() -> list[Task]:
     """Every task this server has. Imported lazily so a module's task registers here without
     the worker package importing the REST layer."""
+    from ..operations.bulk import chunks
     from ..subscriptions.delivery import deliver_once
 
-    tasks: list[Task] = [Task("subscription-delivery", deliver_once, idle_seconds=0.5)]
+    tasks: list[Task] = [Task("subscription-delivery", deliver_once, idle_seconds=0.5),
+                         Task("bulk-export", chunks.run_once, idle_seconds=1.0)]
     return tasks

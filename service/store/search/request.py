@@ -77,5 +77,9 @@ class SearchRequest:
     compartment: str | None = None
     """Compartment search (`Patient/x/Observation`): only resources in this patient's
     compartment."""
+    records: list[str] | None = None
+    """Only resources in the record of one of these patients (a Group's members)."""
+    any_record: bool = False
+    """Only resources in some patient's record (a patient-level export)."""
     echo: list[tuple[str, str]] = field(default_factory=list)
     """The parameters the server used, in order, for the Bundle's self link."""
