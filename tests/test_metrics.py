@@ -215,3 +215,18 @@ def test_the_outbox_depth_counts_events_not_yet_delivered(client: TestClient, ta
     text, after = scrape(client)
     assert depth(after) - depth(before) == 2  # no worker runs in tests: both wait
     assert pid not in text and sub.json()["id"] not in text
+
+
+def test_export_jobs_are_counted_by_status(client: TestClient) -> None:
+    from .bulk_helpers import kick_off
+
+    def jobs(samples: Samples, status: str) -> float:
+        return samples.get(("pgo_work_export_jobs", (("status", status),)), 0.0)
+
+    _, before = scrape(client)
+    status_url = kick_off(client, "$export", _type="Patient")
+    _, after = scrape(client)
+    assert jobs(after, "accepted") - jobs(before, "accepted") == 1
+    assert client.delete(status_url).status_code == 202
+    _, later = scrape(client)
+    assert jobs(later, "accepted") - jobs(before, "accepted") == 0

@@ -116,8 +116,8 @@ async def run_export(rt: Runtime, types: list[str], since: str | None, out: Path
 def cmd_export(args: argparse.Namespace) -> int:
     import asyncio
 
-    from .config import get_settings
-    from .runtime import build_runtime
+    from ..config import get_settings
+    from ..runtime import build_runtime
 
     out: Path | None = None
     if args.output != "-":

@@ -7,7 +7,7 @@ from __future__ import annotations
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ..store.tables import Resource, SubscriptionRow
+from ..store.tables import ExportJob, Resource, SubscriptionRow
 from .db_gauges import register_db_gauge
 
 
@@ -29,9 +29,17 @@ async def outbox_depth(conn: AsyncConnection) -> dict[tuple[str, ...], float]:
     return {(status,): float(depth) for status, depth in rows}
 
 
+async def export_jobs(conn: AsyncConnection) -> dict[tuple[str, ...], float]:
+    """Bulk Data export jobs by status (accepted, running, completed, ...): counts only."""
+    rows = await conn.execute(select(ExportJob.status, func.count()).group_by(ExportJob.status))
+    return {(status,): float(count) for status, count in rows}
+
+
 def install_default_gauges() -> None:
     """Register every gauge (idempotent: a gauge is replaced by name)."""
     register_db_gauge("pgo_work_resources_stored", "Current (not deleted) resources in the "
                       "database, by resource type", resources_stored, labels=("resource_type",))
     register_db_gauge("pgo_work_subscription_outbox_depth", "Subscription events recorded and "
                       "not yet delivered, by subscription status", outbox_depth, labels=("status",))
+    register_db_gauge("pgo_work_export_jobs", "Bulk Data export jobs kept, by status", export_jobs,
+                      labels=("status",))
