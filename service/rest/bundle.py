@@ -189,6 +189,8 @@ class BundleProcessor:
         # Every conditional entry's lock before any entry runs, in one sorted order, so two
         # transactions with overlapping conditions cannot deadlock (`service.store.locks`).
         await store.lock_conditions(_conditions(requests))
+        # The keys of the resources the creates will add, in one round trip for them all.
+        await store.reserve(sum(1 for r in requests if r.method == "POST"))
         # Within each method, resources that belong to the record of what they reference (a
         # Provenance: the compartment definition's inheritance) come after the rest, so they are
         # written when what they are about already is (R4 leaves the order within a method open).

@@ -29,6 +29,7 @@ from sqlalchemy import (
     literal,
     not_,
     select,
+    text,
     true,
     tuple_,
     update,
@@ -66,7 +67,7 @@ LABEL = cast(Table, ResourceLabel.__table__)
 VCODE = cast(Table, VersionCode.__table__)
 VPERIOD = cast(Table, VersionPeriod.__table__)
 INDEXES = cast(dict[str, Table], INDEX_TABLES)
-_PENDING_TABLES: dict[str, Table] = {**INDEXES, "version": VER, "compartment": COMP, "label": LABEL,
+_PENDING_TABLES: dict[str, Table] = {**INDEXES, "resource": RES, "version": VER, "compartment": COMP, "label": LABEL,
                                      "version_code": VCODE, "version_period": VPERIOD}
 R = RES.alias("r")
 V = VER.alias("v")
@@ -119,14 +120,42 @@ class ResourceStore:
         at flush)."""
         self._wrote_inheritor = False
         self._pending: dict[str, list[dict[str, Any]]] = {}
-        """Rows of versions, indexes, compartments and labels not yet sent: a transaction
-        Bundle writes each table once instead of once per resource. Every query flushes
-        first, so nothing is ever read around them."""
+        """Rows of resources, versions, indexes, compartments and labels not yet sent: a
+        transaction Bundle writes each table once instead of once per resource. Every query
+        flushes first, so nothing is ever read around them."""
+        self._free_pks: list[int] = []
+        """Primary keys handed out by the database for resources this transaction creates
+        (`reserve`), so a create needs no `INSERT ... RETURNING` round trip of its own."""
+
+    async def reserve(self, count: int) -> None:
+        """Have at least `count` primary keys for new resources ready, in one round trip.
+
+        PostgreSQL: `nextval` of the `resource.pk` sequence, so concurrent instances never
+        share a key (a rolled-back transaction leaves a gap, as a failed INSERT does). SQLite:
+        one writer at a time holds the database (BEGIN IMMEDIATE), so the keys after the
+        highest one stored, or handed out here, are ours until we commit."""
+        wanted = count - len(self._free_pks)
+        if wanted <= 0:
+            return
+        if self.conn.dialect.name == "postgresql":
+            rows = await self.conn.execute(text(
+                "SELECT nextval(pg_get_serial_sequence('resource', 'pk')) "
+                "FROM generate_series(1, :n)"), {"n": wanted})
+            self._free_pks.extend(int(r[0]) for r in rows)
+            return
+        await self.flush()
+        highest = max((await self.conn.execute(select(func.max(RES.c.pk)))).scalar() or 0,
+                      *self._free_pks, 0)
+        self._free_pks.extend(range(highest + 1, highest + 1 + wanted))
 
     async def flush(self) -> None:
-        """Send the pending rows (one multi-row INSERT per table)."""
+        """Send the pending rows (one multi-row INSERT per table; resources first, as every
+        other row refers to one)."""
         while self._pending:
             pending, self._pending = self._pending, {}
+            resources = pending.pop("resource", None)
+            if resources:
+                await self.conn.execute(insert(RES), resources)
             for name, rows in pending.items():
                 await self.conn.execute(insert(_PENDING_TABLES[name]), rows)
         if self._joined:
@@ -215,16 +244,22 @@ class ResourceStore:
         content, rows = await self._prepared(resource, rid, 1, now, set())
         self.access.check_write(WriteIntent("create", rtype, resource, frozenset(rows.patients),
                                             frozenset(rows.labels), client_id=client_id))
-        try:
-            pk = (
-                await self.conn.execute(
-                    insert(RES).returning(RES.c.pk),
-                    {"resource_type": rtype, "id": rid, "version_id": 1, "last_updated": now,
-                     "deleted": False, "content": content},
-                )
-            ).scalar_one()
-        except IntegrityError as exc:
-            raise FhirError(409, "duplicate", f"{rtype}/{rid} already exists") from exc
+        row = {"resource_type": rtype, "id": rid, "version_id": 1, "last_updated": now,
+               "deleted": False, "content": content}
+        if client_id:
+            # An id the client chose may be taken: insert now, so the unique key answers here
+            # (in the caller's savepoint), not at a later flush.
+            try:
+                pk = (await self.conn.execute(insert(RES).returning(RES.c.pk), row)).scalar_one()
+            except IntegrityError as exc:
+                raise FhirError(409, "duplicate", f"{rtype}/{rid} already exists") from exc
+        else:
+            # A server-assigned id (a fresh UUID) is free: the row waits for the flush with
+            # the version and index rows, under a key reserved in advance.
+            if not self._free_pks:
+                await self.reserve(1)
+            pk = self._free_pks.pop(0)
+            self._pending.setdefault("resource", []).append({"pk": pk, **row})
         await self._write_version(pk, rtype, rid, 1, now, "POST", content)
         await self._write_indexes(pk, rows, set(), set())
         self._write_facts(pk, 1, rows)
