@@ -370,6 +370,9 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("seed-demo", help="load the synthetic demo data (idempotent)").set_defaults(
         fn=cmd_seed_demo)
     _identity_commands(sub)
+    from .ndjson_import import add_parser as add_import
+
+    add_import(sub)  # pgo-work import FILE.ndjson|DIR (service/ndjson_import.py)
     args = parser.parse_args(argv)
     try:
         return int(args.fn(args))

@@ -162,7 +162,11 @@ class BundleProcessor:
         self.rt = runtime
         self.ix = Interactions(runtime)
 
-    async def process(self, bundle: Any, access: AccessPolicy, prefer: str | None) -> dict[str, Any]:
+    async def process(self, bundle: Any, access: AccessPolicy, prefer: str | None,
+                      unchanged: set[str] | None = None) -> dict[str, Any]:
+        """Run a transaction or batch. With `unchanged` (the bulk importer), a transaction's
+        updates that would store the same content again write nothing, and their `Type/id`
+        are added to it (`ResourceStore.keep_unchanged`)."""
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
             raise bad_request("POST to the base URL takes a Bundle", "resourceType")
         kind = bundle.get("type")
@@ -172,7 +176,10 @@ class BundleProcessor:
         if kind == "transaction":
             access.start("transaction")
             async with self.rt.store(access, write=True) as store:
+                store.keep_unchanged = unchanged is not None
                 responses = await self._transaction(store, entries, prefer)
+                if unchanged is not None:
+                    unchanged.update(store.unchanged)
         else:
             responses = await self._batch(entries, access, prefer)
         return {

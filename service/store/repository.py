@@ -67,7 +67,8 @@ LABEL = cast(Table, ResourceLabel.__table__)
 VCODE = cast(Table, VersionCode.__table__)
 VPERIOD = cast(Table, VersionPeriod.__table__)
 INDEXES = cast(dict[str, Table], INDEX_TABLES)
-_PENDING_TABLES: dict[str, Table] = {**INDEXES, "resource": RES, "version": VER, "compartment": COMP, "label": LABEL,
+_PENDING_TABLES: dict[str, Table] = {**INDEXES, "resource": RES, "version": VER,
+                                     "compartment": COMP, "label": LABEL,
                                      "version_code": VCODE, "version_period": VPERIOD}
 R = RES.alias("r")
 V = VER.alias("v")
@@ -123,6 +124,12 @@ class ResourceStore:
         """Rows of resources, versions, indexes, compartments and labels not yet sent: a
         transaction Bundle writes each table once instead of once per resource. Every query
         flushes first, so nothing is ever read around them."""
+        self.keep_unchanged = False
+        """An update whose content equals the stored version's (but for `meta.versionId` and
+        `meta.lastUpdated`) writes no new version (the bulk importer: a second run of the
+        same file changes nothing). Off by default: a PUT over HTTP always makes a version."""
+        self.unchanged: set[str] = set()
+        """`Type/id` of the updates `keep_unchanged` left as they were."""
         self._free_pks: list[int] = []
         """Primary keys handed out by the database for resources this transaction creates
         (`reserve`), so a create needs no `INSERT ... RETURNING` round trip of its own."""
@@ -306,10 +313,17 @@ class ResourceStore:
             raise FhirError(422, "business-rule",
                             f"{rtype}/{rid} belongs to another patient's record and cannot be moved",
                             expression=[f"{rtype}.subject"])
+        previous = await self._content(pk)
         self.access.check_write(WriteIntent("update", rtype, resource, frozenset(rows.patients),
                                             frozenset(rows.labels | old_labels),
-                                            previous=await self._content(pk),
+                                            previous=previous,
                                             previous_patients=frozenset(old_patients)))
+        if self.keep_unchanged and previous is not None and _same_content(previous, content):
+            kept = await self._current(rtype, rid)
+            if kept is not None:
+                self.unchanged.add(f"{rtype}/{rid}")
+                self.access.seen([kept])
+                return kept, False
         result = await self.conn.execute(
             update(RES)
             .where(RES.c.pk == pk, RES.c.version_id == old_version)
@@ -692,6 +706,17 @@ class ResourceStore:
         found = [_current(row) for row in (await self._query(stmt)).mappings()]
         self.access.seen(found)
         return found
+
+
+def _same_content(previous: dict[str, Any], content: str) -> bool:
+    """Whether `content` (about to be stored) says what `previous` (stored) says, but for the
+    version and time the store itself puts in `meta`."""
+    def bare(doc: dict[str, Any]) -> dict[str, Any]:
+        meta = {k: v for k, v in (doc.get("meta") or {}).items()
+                if k not in ("versionId", "lastUpdated")}
+        return {**{k: v for k, v in doc.items() if k != "meta"}, **({"meta": meta} if meta else {})}
+
+    return bare(previous) == bare(orjson.loads(content))
 
 
 def _current(row: Any) -> StoredResource:
