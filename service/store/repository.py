@@ -34,7 +34,8 @@ from sqlalchemy import (
     tuple_,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..fhir import dates
@@ -254,12 +255,16 @@ class ResourceStore:
         row = {"resource_type": rtype, "id": rid, "version_id": 1, "last_updated": now,
                "deleted": False, "content": content}
         if client_id:
-            # An id the client chose may be taken: insert now, so the unique key answers here
-            # (in the caller's savepoint), not at a later flush.
-            try:
-                pk = (await self.conn.execute(insert(RES).returning(RES.c.pk), row)).scalar_one()
-            except IntegrityError as exc:
-                raise FhirError(409, "duplicate", f"{rtype}/{rid} already exists") from exc
+            # An id the client chose may be taken: insert now, so the unique key answers here,
+            # not at a later flush. ON CONFLICT DO NOTHING answers without failing the
+            # transaction (no savepoint round trips); a concurrent creator of the same id is
+            # waited for, and then it is taken.
+            dialect_insert = pg_insert if self.conn.dialect.name == "postgresql" else sqlite_insert
+            stmt = dialect_insert(RES).values(**row).on_conflict_do_nothing(
+                index_elements=["resource_type", "id"]).returning(RES.c.pk)
+            pk = (await self.conn.execute(stmt)).scalar()
+            if pk is None:
+                raise FhirError(409, "duplicate", f"{rtype}/{rid} already exists")
         else:
             # A server-assigned id (a fresh UUID) is free: the row waits for the flush with
             # the version and index rows, under a key reserved in advance.
@@ -348,12 +353,11 @@ class ResourceStore:
     async def _create_if_absent(self, resource: dict[str, Any], rid: str) -> StoredResource | None:
         """Update-as-create; None when a concurrent writer created the same id first.
 
-        The insert runs in a savepoint so that losing that race (a unique-key violation) leaves
-        our transaction usable and the caller can apply its write as an ordinary update.
-        """
+        The insert is `ON CONFLICT DO NOTHING`, so losing that race leaves our transaction
+        usable (nothing of the create was written) and the caller can apply its write as an
+        ordinary update."""
         try:
-            async with self.conn.begin_nested():
-                return await self.create(resource, rid, client_id=True)
+            return await self.create(resource, rid, client_id=True)
         except FhirError as exc:
             if exc.status == 409 and exc.issues[0].code == "duplicate":
                 return None
