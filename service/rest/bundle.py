@@ -209,6 +209,9 @@ class BundleProcessor:
         for i in (i for i in order if requests[i].method == "DELETE"):
             responses[i] = _response_entry(self.rt, await self._entry(store, i, requests[i]))
         mapping, targets = await self._identities(store, entries, requests)
+        # Every update by id finds (and locks) its resource in one statement for the Bundle.
+        await store.locate_all((r.resource_type, r.id) for r in requests
+                               if r.method == "PUT" and r.resource_type and r.id)
         for i, req in enumerate(requests):
             if req.body is not None:
                 req.body = _rewrite(req.body, mapping)

@@ -132,6 +132,8 @@ class ResourceStore:
         self.unchanged: set[str] = set()
         """`Type/id` of the updates `keep_unchanged` left as they were."""
         self._free_pks: list[int] = []
+        self._located: dict[tuple[str, str], Any] = {}
+        """Rows `locate_all` found (or None: absent) for updates still to run."""
         """Primary keys handed out by the database for resources this transaction creates
         (`reserve`), so a create needs no `INSERT ... RETURNING` round trip of its own."""
 
@@ -402,6 +404,25 @@ class ResourceStore:
         self.access.seen([gone], wrote=True)
         return gone
 
+    async def locate_all(self, refs: Iterable[tuple[str, str]]) -> None:
+        """Look up (and lock) the resources a transaction's updates name, in one statement
+        for all of them instead of one per update; each `_locate` of them then uses its
+        answer once. An id absent here that a concurrent writer creates meanwhile is caught
+        by the create's unique key (`create`), and the update then locates it anew."""
+        wanted = sorted(set(refs))
+        if not wanted:
+            return
+        await self.flush()
+        visible = self.access.visible(R.c.pk, R.c.resource_type)
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            stmt = select(R.c.resource_type, R.c.id, R.c.pk, R.c.version_id, R.c.deleted,
+                          (true() if visible is None else visible).label("visible")).where(
+                tuple_(R.c.resource_type, R.c.id).in_(chunk)).with_for_update(of=R)
+            found = {(row.resource_type, row.id): row for row in await self._query(stmt)}
+            for ref in chunk:
+                self._located[ref] = found.get(ref)
+
     async def _locate(self, rtype: str, rid: str,
                       hidden_as_absent: bool = False) -> tuple[int, int, bool] | None:
         """pk, version and deleted flag of a resource the caller may see; None when there is
@@ -412,13 +433,16 @@ class ResourceStore:
         waits for our commit and then sees our version, instead of failing halfway.
         """
         await self.flush()
-        # Existence and visibility in one statement: two statements would let a concurrent
-        # create slip in between and make a new resource look like a hidden one.
-        visible = self.access.visible(R.c.pk, R.c.resource_type)
-        stmt = select(R.c.pk, R.c.version_id, R.c.deleted,
-                      (true() if visible is None else visible).label("visible")).where(
-            R.c.resource_type == rtype, R.c.id == rid).with_for_update(of=R)
-        row = (await self._query(stmt)).first()
+        if (rtype, rid) in self._located:
+            row = self._located.pop((rtype, rid))  # `locate_all`: answered for the batch
+        else:
+            # Existence and visibility in one statement: two statements would let a concurrent
+            # create slip in between and make a new resource look like a hidden one.
+            visible = self.access.visible(R.c.pk, R.c.resource_type)
+            stmt = select(R.c.pk, R.c.version_id, R.c.deleted,
+                          (true() if visible is None else visible).label("visible")).where(
+                R.c.resource_type == rtype, R.c.id == rid).with_for_update(of=R)
+            row = (await self._query(stmt)).first()
         if row is None:
             return None
         if not row.visible:
