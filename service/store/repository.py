@@ -261,11 +261,16 @@ class ResourceStore:
             # not at a later flush. ON CONFLICT DO NOTHING answers without failing the
             # transaction (no savepoint round trips); a concurrent creator of the same id is
             # waited for, and then it is taken.
+            # Its key is a reserved one too: on SQLite the database's own choice (the highest
+            # key + 1) could be one already reserved for a create still pending.
+            if not self._free_pks:
+                await self.reserve(1)
+            pk = self._free_pks.pop(0)
             dialect_insert = pg_insert if self.conn.dialect.name == "postgresql" else sqlite_insert
-            stmt = dialect_insert(RES).values(**row).on_conflict_do_nothing(
+            stmt = dialect_insert(RES).values(pk=pk, **row).on_conflict_do_nothing(
                 index_elements=["resource_type", "id"]).returning(RES.c.pk)
-            pk = (await self.conn.execute(stmt)).scalar()
-            if pk is None:
+            if (await self.conn.execute(stmt)).scalar() is None:
+                self._free_pks.insert(0, pk)  # never used: still ours
                 raise FhirError(409, "duplicate", f"{rtype}/{rid} already exists")
         else:
             # A server-assigned id (a fresh UUID) is free: the row waits for the flush with
@@ -432,10 +437,11 @@ class ResourceStore:
         version we compare with If-Match is still current when we write: a concurrent writer
         waits for our commit and then sees our version, instead of failing halfway.
         """
-        await self.flush()
         if (rtype, rid) in self._located:
-            row = self._located.pop((rtype, rid))  # `locate_all`: answered for the batch
+            # `locate_all` answered for the batch: no query, so the pending rows may wait.
+            row = self._located.pop((rtype, rid))
         else:
+            await self.flush()
             # Existence and visibility in one statement: two statements would let a concurrent
             # create slip in between and make a new resource look like a hidden one.
             visible = self.access.visible(R.c.pk, R.c.resource_type)
