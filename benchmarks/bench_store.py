@@ -42,6 +42,7 @@ from .common import (
     OBS_SYSTEM,
     PG_ADMIN_DEFAULT,
     Database,
+    entry_stream,
     file_size,
     make_database,
     observation,
@@ -150,6 +151,58 @@ class Bench:
                              count / ours_time, count / raw_time)
         self.report.notes.append(
             f"loaded {len(self.patients)} Patients + {len(self.observations)} Observations "
+            f"in {ours_time:.1f} s (ours) vs {raw_time:.1f} s (raw insert of the same JSON rows)")
+
+    async def load_by_import(self) -> None:
+        """The same data through the bulk loader (`pgo-work import`'s code path): NDJSON lines
+        with ids, `--bundle-size` lines per transaction of PUTs; raw inserts the same rows."""
+        from service.commands.ndjson_import import Importer, parse_line
+
+        importer = Importer(self.rt, self.args.bundle_size)
+        ours_time = raw_time = 0.0
+        count = 0
+        started = time.perf_counter()
+        batch: list[Any] = []
+
+        async def send() -> None:
+            nonlocal ours_time, raw_time, count
+            t0 = time.perf_counter()
+            counts = await importer.send("bench.ndjson", batch)
+            ours_time += time.perf_counter() - t0
+            assert counts.failed == 0, importer.failures[:1]
+            rows = [(line.resource["resourceType"], line.resource["id"], 1,
+                     self.raw.when(dates.utcnow()), orjson.dumps(line.resource).decode())
+                    for line in batch]
+            t0 = time.perf_counter()
+            await self.raw.write(sql.INSERT_RAW, rows)
+            raw_time += time.perf_counter() - t0
+            count += len(rows)
+            batch.clear()
+            if self.args.progress and (count // len(rows)) % 100 == 0:
+                print(f"  [{self.db.kind}] imported {count} resources in "
+                      f"{time.perf_counter() - started:.0f} s ({count / ours_time:.0f}/s ours)",
+                      file=sys.stderr, flush=True)
+
+        pid = ""
+        stream = entry_stream(self.rng, self.args.patients, self.args.obs)
+        for number, entry in enumerate(stream, start=1):
+            entry.resource["id"] = str(uuid.uuid4())
+            if entry.is_patient:
+                pid = entry.resource["id"]
+                self.patients.append(pid)
+            else:
+                entry.resource["subject"] = {"reference": f"Patient/{pid}"}
+                self.observations.append(entry.resource["id"])
+            line = parse_line(orjson.dumps(entry.resource), "bench.ndjson", number)
+            batch.append(line)
+            if len(batch) >= self.args.bundle_size:
+                await send()
+        if batch:
+            await send()
+        self.report.add_rate(f"import: {self.args.bundle_size}-line batches (bulk loader), "
+                             "resources", count / ours_time, count / raw_time)
+        self.report.notes.append(
+            f"imported {len(self.patients)} Patients + {len(self.observations)} Observations "
             f"in {ours_time:.1f} s (ours) vs {raw_time:.1f} s (raw insert of the same JSON rows)")
 
     async def single_creates(self) -> None:
@@ -399,7 +452,10 @@ async def _run(db: Database, args: argparse.Namespace) -> Report:
     try:
         await raw.create_scratch()
         t0 = time.perf_counter()
-        await bench.load()
+        if args.loader == "import":
+            await bench.load_by_import()
+        else:
+            await bench.load()
         if db.kind == "postgres":
             await raw.execute("ANALYZE")  # what autovacuum does shortly after a bulk load
         await bench.single_creates()
@@ -435,6 +491,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--obs", type=int, default=100, help="Observations per patient")
     p.add_argument("--scale", type=float, default=1.0, help="multiplies --patients")
     p.add_argument("--bundle-size", type=int, default=100)
+    p.add_argument("--loader", choices=("transaction", "import"), default="transaction",
+                   help="load through 100-entry transaction Bundles of POSTs, or through the "
+                        "bulk loader (pgo-work import's batches of PUTs)")
     p.add_argument("--single", type=int, default=2000, help="single creates to time")
     p.add_argument("--reads", type=int, default=3000, help="reads and vreads to time")
     p.add_argument("--searches", type=int, default=300, help="patients to run each search for")

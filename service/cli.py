@@ -144,8 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         fn=cmd_seed_demo)
     add_identity_commands(sub)
     from .commands.export import add_parser as add_export
+    from .commands.ndjson_import import add_parser as add_import
 
     add_export(sub)
+    add_import(sub)  # pgo-work import FILE.ndjson|DIR
     args = parser.parse_args(argv)
     try:
         return int(args.fn(args))

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from fhirpathpy import compile as fhirpath_compile
 from fhirpathpy.engine.nodes import ResourceNode
 from fhirpathpy.models import models
@@ -31,9 +32,11 @@ from fhirpathpy.models import models
 from ..fhir import ucum
 from ..fhir.outcome import Issue
 from .elements import Located, children, choice_type, locate, type_suffix, walk
+from .invariant_scope import context_roots, project
 from .terminology import Terminology
 
 _R4 = models["r4"]
+MEMO_SIZE = 50_000
 BINDABLE = frozenset({"CodeableConcept", "Coding", "code", "string", "uri"})
 
 
@@ -48,6 +51,9 @@ class Invariant:
     human: str
     expression: str
     run: Callable[..., Any] = field(compare=False, repr=False)
+    roots: frozenset[str] | None = field(default=None, compare=False, repr=False)
+    """The context's elements the invariant can read (`invariant_scope.context_roots`); None
+    when it may read more, and is then evaluated every time."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +146,8 @@ class ProfileValidator:
             if sd.get("derivation") == "constraint" and sd.get("differential"):
                 self.profiles[sd["url"]] = self._compile(sd)
         self.extensions = {p.url: p for p in self.profiles.values() if p.type == "Extension"}
+        self._memo: dict[tuple[str, str | None, bytes], str | None] = {}
+        """Invariant outcomes by the content they depend on (`_outcome`)."""
 
     # -- compilation -----------------------------------------------------------------------
     def _compile(self, sd: dict[str, Any]) -> Profile:
@@ -183,7 +191,7 @@ class ProfileValidator:
             raise ConformanceError(f"{url}: constraint {constraint.get('key')} does not "
                                    f"compile: {exc}") from exc
         return Invariant(constraint["key"], constraint.get("severity", "error"),
-                         constraint.get("human", ""), expression, run)
+                         constraint.get("human", ""), expression, run, context_roots(expression))
 
     def _defining(self, rtype: str,
                   rules: list[ElementRule]) -> tuple[str | None, frozenset[tuple[str, str]]]:
@@ -337,19 +345,45 @@ class ProfileValidator:
         return bool(system and code and self.terminology.is_complete(system)
                     and self.terminology.lookup(system, code) is None)
 
-    @staticmethod
-    def _invariant_issues(inv: Invariant, node: Any, path: str, element_path: str | None,
+    def _invariant_issues(self, inv: Invariant, node: Any, path: str, element_path: str | None,
                           root: Any) -> list[Issue]:
+        outcome = self._outcome(inv, node, element_path, root)
+        if outcome is None:
+            return []
+        if outcome:
+            return [Issue("invariant", f"{path}: invariant {inv.key} could not be evaluated "
+                          f"({outcome}): {inv.human}", severity=_severity(inv), expression=[path])]
+        return [Issue("invariant", f"{path}: invariant {inv.key} failed: {inv.human}",
+                      severity=_severity(inv), expression=[path])]
+
+    def _outcome(self, inv: Invariant, node: Any, element_path: str | None,
+                 root: Any) -> str | None:
+        """None when the invariant holds, "" when it fails, else why it cannot be evaluated.
+
+        FHIRPath costs most of validation, and work data repeats itself (the same code, the
+        same unit, an absent component): an invariant that reads only some elements of its
+        context (`Invariant.roots`) is evaluated once per distinct content of those elements
+        and element path, and remembered (bounded: the memo is cleared when full)."""
+        key = None
+        if inv.roots is not None and isinstance(node, dict):
+            try:
+                key = (inv.expression, element_path,
+                       orjson.dumps(project(node, inv.roots), option=orjson.OPT_SORT_KEYS))
+            except TypeError:  # not JSON orjson can write (an integer beyond 64 bits)
+                key = None
+            if key is not None and key in self._memo:
+                return self._memo[key]
         try:
             target = node if element_path is None else ResourceNode.create_node(node, element_path)
             result = inv.run(target, {"resource": root, "rootResource": root, "context": node})
+            outcome = None if result == [True] else ""
         except Exception as exc:  # noqa: BLE001 - data that breaks an invariant fails it
-            return [Issue("invariant", f"{path}: invariant {inv.key} could not be evaluated "
-                          f"({exc}): {inv.human}", severity=_severity(inv), expression=[path])]
-        if result == [True]:
-            return []
-        return [Issue("invariant", f"{path}: invariant {inv.key} failed: {inv.human}",
-                      severity=_severity(inv), expression=[path])]
+            outcome = str(exc) or type(exc).__name__
+        if key is not None:
+            if len(self._memo) >= MEMO_SIZE:
+                self._memo.clear()
+            self._memo[key] = outcome
+        return outcome
 
     def _extension_issues(self, resource: dict[str, Any], rtype: str) -> list[Issue]:
         """Our extensions are checked wherever they occur, against their own definitions."""

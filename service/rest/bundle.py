@@ -162,7 +162,11 @@ class BundleProcessor:
         self.rt = runtime
         self.ix = Interactions(runtime)
 
-    async def process(self, bundle: Any, access: AccessPolicy, prefer: str | None) -> dict[str, Any]:
+    async def process(self, bundle: Any, access: AccessPolicy, prefer: str | None,
+                      unchanged: set[str] | None = None) -> dict[str, Any]:
+        """Run a transaction or batch. With `unchanged` (the bulk importer), a transaction's
+        updates that would store the same content again write nothing, and their `Type/id`
+        are added to it (`ResourceStore.keep_unchanged`)."""
         if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
             raise bad_request("POST to the base URL takes a Bundle", "resourceType")
         kind = bundle.get("type")
@@ -172,7 +176,10 @@ class BundleProcessor:
         if kind == "transaction":
             access.start("transaction")
             async with self.rt.store(access, write=True) as store:
+                store.keep_unchanged = unchanged is not None
                 responses = await self._transaction(store, entries, prefer)
+                if unchanged is not None:
+                    unchanged.update(store.unchanged)
         else:
             responses = await self._batch(entries, access, prefer)
         return {
@@ -189,6 +196,8 @@ class BundleProcessor:
         # Every conditional entry's lock before any entry runs, in one sorted order, so two
         # transactions with overlapping conditions cannot deadlock (`service.store.locks`).
         await store.lock_conditions(_conditions(requests))
+        # The keys of the resources the creates will add, in one round trip for them all.
+        await store.reserve(sum(1 for r in requests if r.method == "POST"))
         # Within each method, resources that belong to the record of what they reference (a
         # Provenance: the compartment definition's inheritance) come after the rest, so they are
         # written when what they are about already is (R4 leaves the order within a method open).
@@ -200,6 +209,9 @@ class BundleProcessor:
         for i in (i for i in order if requests[i].method == "DELETE"):
             responses[i] = _response_entry(self.rt, await self._entry(store, i, requests[i]))
         mapping, targets = await self._identities(store, entries, requests)
+        # Every update by id finds (and locks) its resource in one statement for the Bundle.
+        await store.locate_all((r.resource_type, r.id) for r in requests
+                               if r.method == "PUT" and r.resource_type and r.id)
         for i, req in enumerate(requests):
             if req.body is not None:
                 req.body = _rewrite(req.body, mapping)

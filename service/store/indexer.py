@@ -12,7 +12,7 @@ from typing import Any
 
 from ..fhir import dates, ucum
 from ..fhir.digits import is_digits
-from .searchparams import SearchParam, SearchParamRegistry, present
+from .searchparams import SearchParam, SearchParamRegistry, element_names
 
 
 @dataclass
@@ -105,10 +105,11 @@ class Indexer:
     def index(self, resource: dict[str, Any]) -> IndexRows:
         rtype = resource["resourceType"]
         out = IndexRows()
+        names = element_names(resource)
         for param in self.registry.indexed(rtype):
             assert param.evaluate is not None
-            if not present(resource, param.roots):
-                continue
+            if param.roots is not None and param.roots.isdisjoint(names):
+                continue  # nothing the parameter reads is there (`searchparams.present`)
             try:
                 values = param.evaluate(resource)
             except Exception:  # noqa: BLE001 - an unevaluable path indexes nothing

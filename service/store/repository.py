@@ -29,11 +29,13 @@ from sqlalchemy import (
     literal,
     not_,
     select,
+    text,
     true,
     tuple_,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ..fhir import dates
@@ -66,7 +68,8 @@ LABEL = cast(Table, ResourceLabel.__table__)
 VCODE = cast(Table, VersionCode.__table__)
 VPERIOD = cast(Table, VersionPeriod.__table__)
 INDEXES = cast(dict[str, Table], INDEX_TABLES)
-_PENDING_TABLES: dict[str, Table] = {**INDEXES, "version": VER, "compartment": COMP, "label": LABEL,
+_PENDING_TABLES: dict[str, Table] = {**INDEXES, "resource": RES, "version": VER,
+                                     "compartment": COMP, "label": LABEL,
                                      "version_code": VCODE, "version_period": VPERIOD}
 R = RES.alias("r")
 V = VER.alias("v")
@@ -121,14 +124,50 @@ class ResourceStore:
         self.changes: list[StoredResource] = []
         """What this transaction wrote, in order (for `Runtime.commit_hooks`)."""
         self._pending: dict[str, list[dict[str, Any]]] = {}
-        """Rows of versions, indexes, compartments and labels not yet sent: a transaction
-        Bundle writes each table once instead of once per resource. Every query flushes
-        first, so nothing is ever read around them."""
+        """Rows of resources, versions, indexes, compartments and labels not yet sent: a
+        transaction Bundle writes each table once instead of once per resource. Every query
+        flushes first, so nothing is ever read around them."""
+        self.keep_unchanged = False
+        """An update whose content equals the stored version's (but for `meta.versionId` and
+        `meta.lastUpdated`) writes no new version (the bulk importer: a second run of the
+        same file changes nothing). Off by default: a PUT over HTTP always makes a version."""
+        self.unchanged: set[str] = set()
+        """`Type/id` of the updates `keep_unchanged` left as they were."""
+        self._free_pks: list[int] = []
+        self._located: dict[tuple[str, str], Any] = {}
+        """Rows `locate_all` found (or None: absent) for updates still to run."""
+        """Primary keys handed out by the database for resources this transaction creates
+        (`reserve`), so a create needs no `INSERT ... RETURNING` round trip of its own."""
+
+    async def reserve(self, count: int) -> None:
+        """Have at least `count` primary keys for new resources ready, in one round trip.
+
+        PostgreSQL: `nextval` of the `resource.pk` sequence, so concurrent instances never
+        share a key (a rolled-back transaction leaves a gap, as a failed INSERT does). SQLite:
+        one writer at a time holds the database (BEGIN IMMEDIATE), so the keys after the
+        highest one stored, or handed out here, are ours until we commit."""
+        wanted = count - len(self._free_pks)
+        if wanted <= 0:
+            return
+        if self.conn.dialect.name == "postgresql":
+            rows = await self.conn.execute(text(
+                "SELECT nextval(pg_get_serial_sequence('resource', 'pk')) "
+                "FROM generate_series(1, :n)"), {"n": wanted})
+            self._free_pks.extend(int(r[0]) for r in rows)
+            return
+        await self.flush()
+        highest = max((await self.conn.execute(select(func.max(RES.c.pk)))).scalar() or 0,
+                      *self._free_pks, 0)
+        self._free_pks.extend(range(highest + 1, highest + 1 + wanted))
 
     async def flush(self) -> None:
-        """Send the pending rows (one multi-row INSERT per table)."""
+        """Send the pending rows (one multi-row INSERT per table; resources first, as every
+        other row refers to one)."""
         while self._pending:
             pending, self._pending = self._pending, {}
+            resources = pending.pop("resource", None)
+            if resources:
+                await self.conn.execute(insert(RES), resources)
             for name, rows in pending.items():
                 await self.conn.execute(insert(_PENDING_TABLES[name]), rows)
         if self._joined:
@@ -217,16 +256,31 @@ class ResourceStore:
         content, rows = await self._prepared(resource, rid, 1, now, set())
         self.access.check_write(WriteIntent("create", rtype, resource, frozenset(rows.patients),
                                             frozenset(rows.labels), client_id=client_id))
-        try:
-            pk = (
-                await self.conn.execute(
-                    insert(RES).returning(RES.c.pk),
-                    {"resource_type": rtype, "id": rid, "version_id": 1, "last_updated": now,
-                     "deleted": False, "content": content},
-                )
-            ).scalar_one()
-        except IntegrityError as exc:
-            raise FhirError(409, "duplicate", f"{rtype}/{rid} already exists") from exc
+        row = {"resource_type": rtype, "id": rid, "version_id": 1, "last_updated": now,
+               "deleted": False, "content": content}
+        if client_id:
+            # An id the client chose may be taken: insert now, so the unique key answers here,
+            # not at a later flush. ON CONFLICT DO NOTHING answers without failing the
+            # transaction (no savepoint round trips); a concurrent creator of the same id is
+            # waited for, and then it is taken.
+            # Its key is a reserved one too: on SQLite the database's own choice (the highest
+            # key + 1) could be one already reserved for a create still pending.
+            if not self._free_pks:
+                await self.reserve(1)
+            pk = self._free_pks.pop(0)
+            dialect_insert = pg_insert if self.conn.dialect.name == "postgresql" else sqlite_insert
+            stmt = dialect_insert(RES).values(pk=pk, **row).on_conflict_do_nothing(
+                index_elements=["resource_type", "id"]).returning(RES.c.pk)
+            if (await self.conn.execute(stmt)).scalar() is None:
+                self._free_pks.insert(0, pk)  # never used: still ours
+                raise FhirError(409, "duplicate", f"{rtype}/{rid} already exists")
+        else:
+            # A server-assigned id (a fresh UUID) is free: the row waits for the flush with
+            # the version and index rows, under a key reserved in advance.
+            if not self._free_pks:
+                await self.reserve(1)
+            pk = self._free_pks.pop(0)
+            self._pending.setdefault("resource", []).append({"pk": pk, **row})
         await self._write_version(pk, rtype, rid, 1, now, "POST", content)
         await self._write_indexes(pk, rows, set(), set())
         self._write_facts(pk, 1, rows)
@@ -274,10 +328,17 @@ class ResourceStore:
             raise FhirError(422, "business-rule",
                             f"{rtype}/{rid} belongs to another patient's record and cannot be moved",
                             expression=[f"{rtype}.subject"])
+        previous = await self._content(pk)
         self.access.check_write(WriteIntent("update", rtype, resource, frozenset(rows.patients),
                                             frozenset(rows.labels | old_labels),
-                                            previous=await self._content(pk),
+                                            previous=previous,
                                             previous_patients=frozenset(old_patients)))
+        if self.keep_unchanged and previous is not None and _same_content(previous, content):
+            kept = await self._current(rtype, rid)
+            if kept is not None:
+                self.unchanged.add(f"{rtype}/{rid}")
+                self.access.seen([kept])
+                return kept, False
         result = await self.conn.execute(
             update(RES)
             .where(RES.c.pk == pk, RES.c.version_id == old_version)
@@ -303,12 +364,11 @@ class ResourceStore:
     async def _create_if_absent(self, resource: dict[str, Any], rid: str) -> StoredResource | None:
         """Update-as-create; None when a concurrent writer created the same id first.
 
-        The insert runs in a savepoint so that losing that race (a unique-key violation) leaves
-        our transaction usable and the caller can apply its write as an ordinary update.
-        """
+        The insert is `ON CONFLICT DO NOTHING`, so losing that race leaves our transaction
+        usable (nothing of the create was written) and the caller can apply its write as an
+        ordinary update."""
         try:
-            async with self.conn.begin_nested():
-                return await self.create(resource, rid, client_id=True)
+            return await self.create(resource, rid, client_id=True)
         except FhirError as exc:
             if exc.status == 409 and exc.issues[0].code == "duplicate":
                 return None
@@ -354,6 +414,25 @@ class ResourceStore:
         self.access.seen([gone], wrote=True)
         return gone
 
+    async def locate_all(self, refs: Iterable[tuple[str, str]]) -> None:
+        """Look up (and lock) the resources a transaction's updates name, in one statement
+        for all of them instead of one per update; each `_locate` of them then uses its
+        answer once. An id absent here that a concurrent writer creates meanwhile is caught
+        by the create's unique key (`create`), and the update then locates it anew."""
+        wanted = sorted(set(refs))
+        if not wanted:
+            return
+        await self.flush()
+        visible = self.access.visible(R.c.pk, R.c.resource_type)
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start:start + 500]
+            stmt = select(R.c.resource_type, R.c.id, R.c.pk, R.c.version_id, R.c.deleted,
+                          (true() if visible is None else visible).label("visible")).where(
+                tuple_(R.c.resource_type, R.c.id).in_(chunk)).with_for_update(of=R)
+            found = {(row.resource_type, row.id): row for row in await self._query(stmt)}
+            for ref in chunk:
+                self._located[ref] = found.get(ref)
+
     async def _locate(self, rtype: str, rid: str,
                       hidden_as_absent: bool = False) -> tuple[int, int, bool] | None:
         """pk, version and deleted flag of a resource the caller may see; None when there is
@@ -363,14 +442,18 @@ class ResourceStore:
         version we compare with If-Match is still current when we write: a concurrent writer
         waits for our commit and then sees our version, instead of failing halfway.
         """
-        await self.flush()
-        # Existence and visibility in one statement: two statements would let a concurrent
-        # create slip in between and make a new resource look like a hidden one.
-        visible = self.access.visible(R.c.pk, R.c.resource_type)
-        stmt = select(R.c.pk, R.c.version_id, R.c.deleted,
-                      (true() if visible is None else visible).label("visible")).where(
-            R.c.resource_type == rtype, R.c.id == rid).with_for_update(of=R)
-        row = (await self._query(stmt)).first()
+        if (rtype, rid) in self._located:
+            # `locate_all` answered for the batch: no query, so the pending rows may wait.
+            row = self._located.pop((rtype, rid))
+        else:
+            await self.flush()
+            # Existence and visibility in one statement: two statements would let a concurrent
+            # create slip in between and make a new resource look like a hidden one.
+            visible = self.access.visible(R.c.pk, R.c.resource_type)
+            stmt = select(R.c.pk, R.c.version_id, R.c.deleted,
+                          (true() if visible is None else visible).label("visible")).where(
+                R.c.resource_type == rtype, R.c.id == rid).with_for_update(of=R)
+            row = (await self._query(stmt)).first()
         if row is None:
             return None
         if not row.visible:
@@ -684,6 +767,17 @@ class ResourceStore:
         found = [_current(row) for row in (await self._query(stmt)).mappings()]
         self.access.seen(found)
         return found
+
+
+def _same_content(previous: dict[str, Any], content: str) -> bool:
+    """Whether `content` (about to be stored) says what `previous` (stored) says, but for the
+    version and time the store itself puts in `meta`."""
+    def bare(doc: dict[str, Any]) -> dict[str, Any]:
+        meta = {k: v for k, v in (doc.get("meta") or {}).items()
+                if k not in ("versionId", "lastUpdated")}
+        return {**{k: v for k, v in doc.items() if k != "meta"}, **({"meta": meta} if meta else {})}
+
+    return bare(previous) == bare(orjson.loads(content))
 
 
 def _current(row: Any) -> StoredResource:

@@ -166,13 +166,20 @@ def present(resource: dict[str, Any], roots: frozenset[str] | None) -> bool:
     """Whether any element a parameter reads exists in the resource (cheap pre-check)."""
     if roots is None:
         return True
+    return not roots.isdisjoint(element_names(resource))
+
+
+def element_names(resource: dict[str, Any]) -> frozenset[str]:
+    """Every name a root of a parameter may have to be present in `resource`: each key, and
+    each of its prefixes that end before a capital (`effectiveDateTime` is there for
+    `effective` and `effectiveDate`), so `present` is one set intersection per parameter."""
+    names: set[str] = set()
     for key in resource:
-        if key in roots:
-            return True
-        for root in roots:
-            if key.startswith(root) and key[len(root):][:1].isupper():
-                return True
-    return False
+        names.add(key)
+        for i in range(1, len(key)):
+            if key[i].isupper():
+                names.add(key[:i])
+    return frozenset(names)
 
 
 def _compile(expression: str, base: str = "") -> Callable[[dict[str, Any]], list[Any]]:
@@ -304,8 +311,13 @@ class SearchParamRegistry:
         return cache[resource_type]
 
     def indexed(self, resource_type: str) -> list[SearchParam]:
-        """Parameters that produce index rows (everything not answered from columns)."""
-        return [p for p in self._lookup(resource_type).values() if p.evaluate is not None]
+        """Parameters that produce index rows (everything not answered from columns); built
+        once per type, as every write asks."""
+        cache = self.__dict__.setdefault("_indexed", {})
+        if resource_type not in cache:
+            cache[resource_type] = [p for p in self._lookup(resource_type).values()
+                                    if p.evaluate is not None]
+        return list(cache[resource_type])
 
     def types_with_params(self) -> list[str]:
         return sorted(self._by_type)
