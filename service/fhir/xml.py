@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from lxml import etree
@@ -103,8 +104,10 @@ def _fill(el: etree._Element, node: dict[str, Any], info: TypeInfo | None) -> No
     if info is not None and info.is_extension and node.get("url") is not None:
         el.set("url", _text(node["url"]))
     known = info.elements if info is not None else {}
-    names = [n for n in known if n in node or f"_{n}" in node]
-    names += [k for k in _json_names(node) if k not in known and _NAME.match(k)]
+    present = _json_names(node)
+    position = _positions(info) if info is not None else {}
+    names = sorted((k for k in present if k in known), key=position.__getitem__)
+    names += [k for k in present if k not in known and _NAME.match(k)]
     for name in names:
         if name == "id" and not is_resource:
             continue
@@ -112,6 +115,11 @@ def _fill(el: etree._Element, node: dict[str, Any], info: TypeInfo | None) -> No
             continue
         spec = known.get(name) or _guess(name, node.get(name))
         _write(el, spec, node.get(name), node.get(f"_{name}"))
+
+
+@cache
+def _positions(info: TypeInfo) -> dict[str, int]:
+    return {name: i for i, name in enumerate(info.elements)}
 
 
 def _json_names(node: dict[str, Any]) -> list[str]:
@@ -256,7 +264,7 @@ def _read(el: etree._Element, info: TypeInfo, out: dict[str, Any], path: str) ->
         else:
             raise _error(f"Unexpected attribute '{name}' on {path}", el.sourceline, path=path)
     _no_text(el, path)
-    order = list(info.elements)
+    order = _positions(info)
     last = -1
     for child in el:
         if not isinstance(child.tag, str):
@@ -270,7 +278,7 @@ def _read(el: etree._Element, info: TypeInfo, out: dict[str, Any], path: str) ->
                 (name == "url" and info.is_extension):
             raise _error(f"Unknown element '{name}' in {path}", child.sourceline,
                          path=f"{path}.{name}")
-        index = order.index(name)
+        index = order[name]
         if index < last:
             raise _error(f"Element '{name}' is out of order in {path}", child.sourceline,
                          path=f"{path}.{name}")

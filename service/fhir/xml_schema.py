@@ -40,7 +40,7 @@ class ElementInfo:
     model: Any = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # one per type (cached): identity is equality
 class TypeInfo:
     """The elements of one type in their XML order, and how its `id` is written."""
 
