@@ -41,7 +41,7 @@ def _version_ok(params: dict[str, str]) -> bool:
     return params.get("fhirversion", "4.0") in FHIR_VERSIONS
 
 
-def check_accept(request: Request) -> None:
+async def check_accept(request: Request) -> None:
     """`_format` (which overrides Accept) or Accept must allow FHIR JSON of R4; else 406.
 
     Accept is read as HTTP means it: a list of media ranges with q-values, any of which (with
