@@ -158,6 +158,13 @@ request = function()
   return wrk.format("GET", "/fhir/Observation/" .. ids[math.random(#ids)], headers)
 end
 """
+TYPED_READ_LUA = """
+local ids = {%s}
+local headers = {["Accept"] = "%s", ["Authorization"] = "Bearer %s"}
+request = function()
+  return wrk.format("GET", "/fhir/%s/" .. ids[math.random(#ids)], headers)
+end
+"""
 CREATE_LUA = """
 local bodies = {%s}
 local headers = {["Content-Type"] = "%s", ["Accept"] = "%s", ["Authorization"] = "Bearer %s"}
@@ -254,6 +261,99 @@ def bench_one(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
+def start_baseline(raw_dsn: str, port: int, workers: int, log: Path) -> subprocess.Popen[bytes]:
+    """`benchmarks/baseline_app.py` under uvicorn (uvloop, httptools), as `pgo-work serve` runs."""
+    cmd = [str(Path(sys.executable).parent / "uvicorn"), "benchmarks.baseline_app:app",
+           "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
+           "--loop", "uvloop", "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+    out = log.open("wb")
+    return subprocess.Popen(cmd, env={**os.environ, "BASELINE_DSN": raw_dsn}, stdout=out,
+                            stderr=subprocess.STDOUT, cwd=PROJECT, start_new_session=True)
+
+
+def wait_baseline(host: str, proc: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"baseline exited with {proc.returncode}")
+        try:
+            httpx.get(f"{host}/fhir/Patient/none", timeout=2)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    raise RuntimeError("baseline did not become ready")
+
+
+READ_CASES = (("baseline", "Patient"), ("baseline", "Observation"),
+              ("physician", "Patient"), ("physician", "Observation"),
+              ("operator", "Patient"), ("operator", "Observation"))
+
+
+def bench_reads(args: argparse.Namespace) -> dict[str, Any]:
+    """The read targets of issue 10, side by side in one run on one PostgreSQL database:
+    the baseline app and `pgo-work serve` (both `--workers`), GET Patient/{id} and
+    GET Observation/{id} with an occupational physician's token under the patients' Consents
+    and with the operator's token; the cases rotate `--rounds` times so drift falls on all."""
+    workdir = Path(tempfile.mkdtemp(prefix="pgo-reads-"))
+    db = make_database("postgres", workdir, args.pg_admin)
+    port, bport = free_port(), free_port()
+    host, bhost = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{bport}"
+    base = f"{host}/fhir"
+    proc = baseline = None
+    try:
+        upgrade(db.url)
+        token = dev_token(db.url, port)
+        proc = start_server(db.url, port, args.workers, workdir / "server.log")
+        wait_ready(base, proc)
+        pids, oids = seed(base, token, args.patients, args.obs, random.Random(args.seed))
+        share_with_physician(base, token, pids)
+        physician = dev_token(db.url, port, "--scope", "user/*.rs", "--fhir-user",
+                              f"Practitioner/{PRACTITIONER}", "--role", "occupational-physician")
+        subprocess.run(["psql", db.raw_dsn, "-qc", "VACUUM ANALYZE"], check=False,
+                       capture_output=True, timeout=300)
+        baseline = start_baseline(db.raw_dsn, bport, args.workers, workdir / "baseline.log")
+        wait_baseline(bhost, baseline)
+        tokens = {"baseline": token, "physician": physician, "operator": token}
+        ids = {"Patient": pids, "Observation": oids}
+        scripts: dict[tuple[str, str], Path] = {}
+        for who, rtype in READ_CASES:
+            script = workdir / f"{who}-{rtype}.lua"
+            script.write_text(TYPED_READ_LUA % (",".join(f'"{i}"' for i in ids[rtype]),
+                                                FHIR_JSON, tokens[who], rtype))
+            scripts[(who, rtype)] = script
+        # Warm both servers (connection pools, caches) before anything counts.
+        warm = argparse.Namespace(**{**vars(args), "duration": 2})
+        for case in READ_CASES:
+            run_wrk(bhost if case[0] == "baseline" else host, scripts[case], warm)
+        runs: dict[tuple[str, str], list[dict[str, Any]]] = {c: [] for c in READ_CASES}
+        for _ in range(args.rounds):
+            for case in READ_CASES:
+                result = run_wrk(bhost if case[0] == "baseline" else host, scripts[case], args)
+                runs[case].append(result)
+        return {f"{who}:{rtype}": _mean_runs(r) for (who, rtype), r in runs.items()}
+    finally:
+        for p in (proc, baseline):
+            if p is not None:
+                stop_server(p)
+        db.drop()
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def report_reads(results: dict[str, Any], args: argparse.Namespace) -> None:
+    print(f"\nReads, PostgreSQL, {args.workers} workers each, wrk -t{args.threads} "
+          f"-c{args.connections} -d{args.duration}s, {args.rounds} rotating rounds")
+    print(f"{'server':<11}{'type':<13}{'reads/s':>9}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}"
+          f"{'x base':>8}{'non-2xx':>9}")
+    for who, rtype in READ_CASES:
+        w, b = results[f"{who}:{rtype}"], results[f"baseline:{rtype}"]
+        print(f"{who:<11}{rtype:<13}{w['rps']:>9.0f}{w['p50']:>9.2f}{w['p90']:>9.2f}"
+              f"{w['p99']:>9.2f}{w['rps'] / b['rps']:>8.2f}{w['non_2xx']:>9}")
+    for rtype in ("Patient", "Observation"):
+        op, ph = results[f"operator:{rtype}"], results[f"physician:{rtype}"]
+        print(f"consent overhead on {rtype} reads: {op['rps'] / ph['rps'] - 1:.0%} in "
+              f"throughput, {ph['p50'] / op['p50'] - 1:.0%} in p50 latency")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.bench_http", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -269,10 +369,18 @@ def main(argv: list[str] | None = None) -> int:
                    help="alternating wrk runs of system and professional reads")
     p.add_argument("--pg-admin", default=PG_ADMIN_DEFAULT)
     p.add_argument("--json", help="also write the figures to this file")
+    p.add_argument("--suite", choices=("reads", "all"), default="all",
+                   help="reads: the read targets against the baseline app (PostgreSQL only)")
     args = p.parse_args(argv)
     if shutil.which("wrk") is None:
         print("wrk is not installed: apt-get install -y wrk", file=sys.stderr)
         return 2
+    if args.suite == "reads":
+        figures = bench_reads(args)
+        report_reads(figures, args)
+        if args.json:
+            Path(args.json).write_text(json.dumps(figures, indent=2))
+        return 0
     kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     results = [bench_one(kind, args) for kind in kinds]
     print(f"\nHTTP, {args.workers} workers, wrk -t{args.threads} -c{args.connections} "

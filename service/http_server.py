@@ -10,6 +10,7 @@ and the server no longer buffers a URL of any length); h11 (`--http h11`) gets r
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -37,4 +38,8 @@ def server_options(settings: Settings) -> dict[str, Any]:
     # connections per worker (`service.rest.connection_guard`).
     from .rest.connection_guard import GuardedHttpProtocol
 
-    return {"http": GuardedHttpProtocol, "h11_max_incomplete_event_size": H11_MAX_HEAD_BYTES}
+    # uvloop, said outright rather than left to uvicorn's "auto" (which silently falls back to
+    # asyncio's loop when uvloop is missing): the event loop is on every request's path.
+    loop = "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+    return {"http": GuardedHttpProtocol, "loop": loop,
+            "h11_max_incomplete_event_size": H11_MAX_HEAD_BYTES}

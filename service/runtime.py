@@ -112,6 +112,8 @@ class Runtime:
                 conn = await conn.execution_options(**options)
             try:
                 async with conn.begin():
+                    if not write and access.audited and conn.dialect.name == "postgresql":
+                        await conn.exec_driver_sql(ASYNC_AUDIT_COMMIT)
                     await access.open(conn, snapshot)
                     store = ResourceStore(conn, self.store_config, access)
                     yield store
@@ -133,13 +135,25 @@ class Runtime:
                                                                 type(exc).__name__)
                 raise
             finally:
-                if failure is not None and access.audited:
+                # 401: the token was refused (revoked) as the transaction opened; no one was
+                # authenticated, so nothing is audited, as for a token refused before.
+                if failure is not None and access.audited and failure.status != 401:
                     async with conn.begin():
                         await access.complete(ResourceStore(conn, self.store_config, access),
                                               failure.status, failure.issues[0].diagnostics)
 
     async def close(self) -> None:
         await self.engine.dispose()
+
+
+ASYNC_AUDIT_COMMIT = "SET LOCAL synchronous_commit = off"
+"""For a transaction that writes nothing but its own AuditEvents (a read, a search): its
+COMMIT returns once the commit record is in PostgreSQL's WAL buffers, without waiting for the
+WAL flush (docs/benchmarks-read.md, "Durability"). The server process dying loses nothing
+(the commit is done inside PostgreSQL before the response is sent); only a crash of the
+database server itself can lose the audit records of the last moments (at most three times
+`wal_writer_delay`, 600 ms by default), never a data write: every transaction that writes
+data (`write=True`) commits synchronously as before."""
 
 
 def too_costly(timeout_ms: int) -> FhirError:

@@ -159,10 +159,10 @@ class AuditTrail:
                              elsewhere if patient == own else None)
                   for patient, refs in sorted(records.items())]
         system = ResourceStore(store.conn, store.config, SystemAccess())
-        # One INSERT per event for its resource row (the store hands out the pk), then one
-        # multi-row INSERT per index table for all of them at the flush.
+        # One statement per event: its resource row, version and every index row at once
+        # (PostgreSQL; `ResourceStore.create_at_once`), the round trips being a read's cost.
         for event in events:
-            await system.create(event)
+            await system.create_at_once(event)
         await system.flush()
         if not failed and self.write_consent_lookup is not None and wrote:
             for _patient, provenance in await self._provenances(store, wrote):

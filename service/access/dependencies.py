@@ -24,26 +24,11 @@ from .oidc import IssuerUnavailable
 from .policy import Policies, RecordRules, ScopePolicy
 from .principal import Principal, principal_from_claims
 from .purpose import purpose_of_event
-from .verifier import TokenVerifier
+from .verifier import TokenVerifier, unauthorized
 
-REALM = "pgo-work"
 bearer = HTTPBearer(auto_error=False, scheme_name="smartBearer",
                     description="An access token from the built-in authorization server "
                                 "(/auth/token) or the configured OpenID Connect issuer")
-
-
-def _challenge(error: str | None = None, description: str | None = None) -> str:
-    parts = [f'Bearer realm="{REALM}"']
-    if error:
-        parts.append(f'error="{error}"')
-    if description:
-        parts.append('error_description="{}"'.format(description.replace('"', "'")))
-    return ", ".join(parts)
-
-
-def unauthorized(description: str, error: str | None = "invalid_token") -> FhirError:
-    return FhirError(401, "login", description,
-                     headers={"WWW-Authenticate": _challenge(error, description if error else None)})
 
 
 async def get_principal(
@@ -55,8 +40,11 @@ async def get_principal(
         # RFC 6750 3.1: no error code when the request carried no credentials at all.
         raise unauthorized("This request needs a bearer token (Authorization: Bearer ...)", None)
     rt: Runtime = request.app.state.runtime
+    verifier = TokenVerifier(rt.settings, rt.engine)
     try:
-        claims = await TokenVerifier(rt.settings, rt.engine).claims(credentials.credentials)
+        # Revocation is checked when the request's transaction opens (`get_access`), as one
+        # more statement in it rather than a transaction of its own here.
+        claims = await verifier.claims(credentials.credentials, check_revocation=False)
         principal = principal_from_claims(claims, rt.settings.base_url)
     except TokenError as exc:
         raise unauthorized(str(exc)) from exc
@@ -64,6 +52,7 @@ async def get_principal(
         raise FhirError(503, "transient", f"The token issuer cannot be reached: {exc}") from exc
     request.state.principal = principal  # for whatever records the request afterwards (audit)
     request.state.claims = claims  # for what runs later as this caller (`$export`)
+    request.state.revocation = verifier.revocation_check(principal)
     return principal
 
 
@@ -76,12 +65,14 @@ service`): bound by their scopes only. Everyone else who is not the patient need
 
 
 async def build_policy(principal: Principal, rt: Runtime, client_address: str | None = None,
-                       request_id: str | None = None) -> AccessPolicy:
+                       request_id: str | None = None,
+                       revocation: AccessPolicy | None = None) -> AccessPolicy:
     """Everything that limits this caller, ANDed: effective access is scope AND consent AND
     policy; and the audit trail that records what the request touched. Nothing is read here:
-    the consent policy reads the caller's consents when the store opens the request's
-    transaction (`AccessPolicy.open`)."""
+    `revocation` (the token's revocation check, first) and the consent policy read when the
+    store opens the request's transaction (`AccessPolicy.open`)."""
     policies: list[AccessPolicy] = [
+        *([revocation] if revocation is not None else []),
         ClientIdRule(principal, roles_of(rt.settings.client_ids_for)),
         ScopePolicy(principal, rt.registry), RecordRules(principal)]
     trail = AuditTrail(principal, client_address=client_address, request_id=request_id)
@@ -101,7 +92,8 @@ async def get_access(request: Request, principal: PrincipalDep) -> AccessPolicy:
     rt: Runtime = request.app.state.runtime
     address = request.client.host if request.client else None
     # The correlation id (`service.rest.middleware.CorrelationIds`) goes into the AuditEvent.
-    return await build_policy(principal, rt, address, getattr(request.state, "request_id", None))
+    return await build_policy(principal, rt, address, getattr(request.state, "request_id", None),
+                              getattr(request.state, "revocation", None))
 
 
 AccessDep = Annotated[AccessPolicy, Depends(get_access)]

@@ -96,6 +96,14 @@ class KeyCache:
     def __init__(self) -> None:
         self._keys: dict[str, tuple[jwk.Key, str, float]] = {}
 
+    def fresh(self, kid: str) -> tuple[jwk.Key, str] | None:
+        """The key when it is cached and still trusted, without asking the database: what a
+        token verified earlier with this key may go on relying on (`verifier.VerifiedTokens`)."""
+        hit = self._keys.get(kid)
+        if hit is not None and time.monotonic() - hit[2] < KEY_CACHE_SECONDS:
+            return hit[0], hit[1]
+        return None
+
     async def get(self, conn: AsyncConnection, kid: str) -> tuple[jwk.Key, str] | None:
         hit = self._keys.get(kid)
         now = time.monotonic()

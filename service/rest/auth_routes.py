@@ -37,7 +37,7 @@ FORM_BODY: dict[str, Any] = {"requestBody": {"required": True, "content": {
     "application/x-www-form-urlencoded": {"schema": {"type": "object"}}}}}
 
 
-def built_in(rt: Annotated[Runtime, Depends(get_runtime)]) -> AuthServer:
+async def built_in(rt: Annotated[Runtime, Depends(get_runtime)]) -> AuthServer:
     """The built-in server; 404 when tokens come from an external issuer instead."""
     if rt.settings.oidc_issuer:
         raise FhirError(404, "not-found", "The built-in authorization server is off: tokens come "

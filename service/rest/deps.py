@@ -11,12 +11,14 @@ from ..fhir.outcome import FhirError
 from ..runtime import Runtime
 
 
-def get_runtime(request: Request) -> Runtime:
+async def get_runtime(request: Request) -> Runtime:
+    """`async`, as every dependency of the hot path: FastAPI runs a plain `def` dependency
+    in the thread pool, a thread hop per dependency per request."""
     runtime: Runtime = request.app.state.runtime
     return runtime
 
 
-def resource_type(type: Annotated[str, Path(description="A FHIR R4 resource type")]) -> str:
+async def resource_type(type: Annotated[str, Path(description="A FHIR R4 resource type")]) -> str:
     if not is_resource_type(type):
         raise FhirError(404, "not-supported", f"Resource type '{type}' is not supported")
     return type

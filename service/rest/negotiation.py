@@ -95,7 +95,7 @@ def _body_type(request: Request) -> str:
     return request.headers.get("content-type", "").split(";")[0].strip().lower()
 
 
-def check_accept(request: Request) -> None:
+async def check_accept(request: Request) -> None:
     """406 unless the answer can be written in a format the client accepts (FHIR R4 JSON or
     XML; see `response_format`)."""
     if response_format(request) is not None:

@@ -25,7 +25,7 @@ RESERVED_TYPES = {"metadata": "GET", "_history": "GET"}
 RESERVED_IDS = {"_history": "GET", "_search": "POST"}
 
 
-def reserved_path(request: Request) -> None:
+async def reserved_path(request: Request) -> None:
     """405 for a wrong method on a named endpoint (`DELETE /metadata`, `PUT /Patient/_history`).
 
     Such a request would otherwise fall through to a generic `/{type}` or `/{type}/{id}` route
