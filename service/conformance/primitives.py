@@ -21,10 +21,10 @@ from functools import cache, lru_cache
 from typing import Any
 
 import orjson
-from fhir.resources.R4B import get_fhir_model_class
 
 from ..config import PROJECT_ROOT
 from ..fhir.outcome import FhirError, Issue
+from ..fhir.xml_schema import model_or_none as _model
 
 BINDINGS_FILE = PROJECT_ROOT / "profiles" / "core" / "r4-required-bindings.json"
 MAX_ISSUES = 50
@@ -70,14 +70,6 @@ def _kind(annotation: Any) -> Any:
         if name.endswith("Type") and name != "FHIRPrimitiveExtensionType":
             return _model(name[: -len("Type")])
     return None
-
-
-@cache
-def _model(name: str) -> Any:
-    try:
-        return get_fhir_model_class(name)
-    except (KeyError, ValueError, AttributeError):
-        return None
 
 
 @cache

@@ -59,11 +59,16 @@ def model_class(name: str) -> Any:
 
 
 @cache
-def _model(name: str) -> Any:
+def model_or_none(name: str) -> Any:
+    """The fhir.resources R4B model of a type by name, or None when there is none (the XML
+    converter and the base-specification primitive check read the same models)."""
     try:
         return get_fhir_model_class(name)
     except (KeyError, ValueError, AttributeError):
         return None
+
+
+_model = model_or_none
 
 
 @cache
