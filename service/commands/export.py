@@ -35,27 +35,6 @@ def operator_claims(rt: Runtime) -> dict[str, Any]:
             "scope": "system/*.rs", "role": "service"}
 
 
-class Progress:
-    """A one-line progress bar on stderr (redrawn in place on a terminal, a line per step
-    otherwise, so a log stays readable)."""
-
-    def __init__(self, total: int, stream: IO[str]) -> None:
-        self.total, self.stream = max(total, 0), stream
-        self.tty = stream.isatty()
-
-    def show(self, done: int, label: str) -> None:
-        width = 30
-        share = min(done / self.total, 1.0) if self.total else 1.0
-        bar = "#" * int(share * width) + "-" * (width - int(share * width))
-        line = f"[{bar}] {done}/{self.total} resources  {label}"
-        self.stream.write(f"\r{line[:100]:<100}" if self.tty else line + "\n")
-        self.stream.flush()
-
-    def end(self) -> None:
-        if self.tty:
-            self.stream.write("\n")
-
-
 async def _expected(rt: Runtime, store: ResourceStore, types: list[str],
                     params: P.ExportParams) -> int:
     """How many resources the export will hold (the same search, counted)."""
@@ -80,7 +59,10 @@ async def run_export(rt: Runtime, types: list[str], since: str | None, out: Path
     async with rt.store(access, write=True) as store:
         job = await kickoff.start_job(rt, store, claims, params, "pgo-work export")
         expected = await _expected(rt, store, job.params["resolved_types"], params)
-    progress = Progress(expected, stderr)
+    from tqdm import tqdm  # the same progress bar as `pgo-work import`
+
+    progress = tqdm(total=expected, unit="resources", desc="export", file=stderr,
+                    mininterval=0.5)
     started = time.monotonic()
     while True:
         await chunks.run_chunk(rt, job.id, claims, f"pgo-work export {job.id}")
@@ -89,10 +71,11 @@ async def run_export(rt: Runtime, types: list[str], since: str | None, out: Path
         assert current is not None
         types_ = current.params["resolved_types"]
         step = (current.cursor or {}).get("t", len(types_))
-        progress.show(current.exported, types_[step] if step < len(types_) else "done")
+        progress.n = current.exported
+        progress.set_postfix_str(types_[step] if step < len(types_) else "done")
         if current.status not in export_jobs.ACTIVE:
             break
-    progress.end()
+    progress.close()
     if current.status != "completed":
         raise FhirError(500, "exception", f"the export failed: {current.error}")
     counts: dict[str, int] = {}
