@@ -102,3 +102,20 @@ class PrivatePostgres:
         with suppress(subprocess.CalledProcessError):  # already stopped
             self.stop("immediate")
         shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@contextmanager
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A private cluster, initialised and removed afterwards; the test is skipped where
+    initdb/pg_ctl are not installed."""
+    import pytest
+
+    bindir = postgres_bin()
+    if bindir is None:
+        pytest.skip("initdb/pg_ctl are not installed: no private PostgreSQL to stop")
+    pg = PrivatePostgres(bindir)
+    try:
+        pg.init()
+        yield pg
+    finally:
+        pg.remove()

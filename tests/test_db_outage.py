@@ -20,7 +20,7 @@ from service.config import Settings
 from service.store.migrate import upgrade
 
 from .conftest import system_token
-from .server_process import PrivatePostgres, Served, postgres_bin, serve
+from .server_process import PrivatePostgres, Served, private_postgres, serve
 
 BOUND_SECONDS = 10
 """No request may take longer than this while the database is down."""
@@ -28,15 +28,8 @@ BOUND_SECONDS = 10
 
 @pytest.fixture(scope="module")
 def private_pg() -> Iterator[PrivatePostgres]:
-    bindir = postgres_bin()
-    if bindir is None:
-        pytest.skip("initdb/pg_ctl are not installed: no private PostgreSQL to stop")
-    pg = PrivatePostgres(bindir)
-    try:
-        pg.init()
+    with private_postgres() as pg:
         yield pg
-    finally:
-        pg.remove()
 
 
 @pytest.fixture(scope="module")

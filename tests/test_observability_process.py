@@ -24,7 +24,7 @@ from service.telemetry.exposition import MULTIPROC_ENV
 from service.telemetry.multiproc import multiprocess_dir
 
 from .conftest import system_token
-from .server_process import PrivatePostgres, Served, postgres_bin, serve
+from .server_process import PrivatePostgres, Served, private_postgres, serve
 
 JSON_LOGS = ("--log-format", "json", "--log-level", "info", "--access-log")
 SECRET = "Geheimzinnig"
@@ -56,15 +56,8 @@ def wait_for(predicate: Any, served: Served, seconds: float = 10) -> list[dict[s
 
 @pytest.fixture(scope="module")
 def private_pg() -> Iterator[PrivatePostgres]:
-    bindir = postgres_bin()
-    if bindir is None:
-        pytest.skip("initdb/pg_ctl are not installed: no private PostgreSQL to stop")
-    pg = PrivatePostgres(bindir)
-    try:
-        pg.init()
+    with private_postgres() as pg:
         yield pg
-    finally:
-        pg.remove()
 
 
 def test_json_logs_carry_the_correlation_id_and_no_query(private_pg: PrivatePostgres) -> None:

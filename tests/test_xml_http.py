@@ -5,7 +5,6 @@ operations speak XML when asked (`Accept`, `_format`), errors come as XML Operat
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 import orjson
@@ -14,11 +13,11 @@ from fastapi.testclient import TestClient
 from lxml import etree
 
 from service.config import Settings
-from service.demo.loader import demo_resources, seed
+from service.demo.loader import demo_resources
 from service.fhir.xml import FHIR_NS, from_xml, to_xml
-from service.runtime import build_runtime
 
 from .rest_examples import example, post, tag_param
+from .work_helpers import seed_demo
 
 FHIR_XML = "application/fhir+xml"
 XML_IN = {"Content-Type": FHIR_XML}
@@ -44,14 +43,7 @@ def _outcome(resp: Any, status: int) -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def demo(settings: Settings, client: TestClient) -> list[dict[str, Any]]:
     """The demo data loaded (idempotently) into this database."""
-    async def run() -> None:
-        rt = build_runtime(settings)
-        try:
-            await seed(rt)
-        finally:
-            await rt.close()
-
-    asyncio.run(run())
+    seed_demo(settings)
     return demo_resources()
 
 
