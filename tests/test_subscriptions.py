@@ -339,3 +339,14 @@ def test_the_filter_narrows_what_an_owner_who_sees_everything_is_told(client: Te
             == [mine["id"]]
         assert [f.rsplit("/", 1)[1] for n in box.of(typed, "event-notification") for f in n.foci] \
             == [goal["id"]]
+
+
+@pytest.mark.parametrize("body", [[], [{"resourceType": "Subscription"}], "text", 7])
+def test_a_body_that_is_not_a_resource_is_400_not_500(client: TestClient, body: Any) -> None:
+    """Found by the hostile-input suite: a JSON array as the body was a 500."""
+    import json
+
+    for method, url in (("POST", "/fhir/Subscription"), ("PUT", "/fhir/Subscription/x1")):
+        resp = client.request(method, url, content=json.dumps(body), headers=FHIR_JSON)
+        assert resp.status_code == 400, (method, resp.text)
+        assert resp.json()["resourceType"] == "OperationOutcome"

@@ -63,7 +63,7 @@ def build(app: FastAPI) -> dict[str, Any]:
                 _fhir_operation(path, method, operation)
                 _parameters(operation, fhir[(path, method)])
             elif method in SUCCESS_BY_METHOD:
-                _other_operation(operation)
+                _other_operation(operation, path.startswith("/fhir/"))
     for unused in ("HTTPValidationError", "ValidationError"):
         components["schemas"].pop(unused, None)
     app.openapi_schema = spec
@@ -75,13 +75,19 @@ def _fhir_routes() -> dict[tuple[str, str], str]:
     leave through `fhir_response`."""
     from .operation_routes import router as operations
     from .routes import router as resources
+    from .subscription_routes import router as subscriptions
 
     found: dict[tuple[str, str], str] = {}
-    for router in (resources, operations):
+    for router in (resources, operations, subscriptions):
         for route in router.routes:
             if isinstance(route, APIRoute):
+                # Handlers are described by name (`PARAMS_BY_HANDLER`); the Subscription
+                # router's `search` reads no search parameters, so its names are its own.
+                name = route.endpoint.__name__
+                if router is subscriptions:
+                    name = f"subscription.{name}"
                 for m in route.methods or ():
-                    found[(route.path_format, m.lower())] = route.endpoint.__name__
+                    found[(route.path_format, m.lower())] = name
     return found
 
 
@@ -203,7 +209,7 @@ def _type_enum(operation: dict[str, Any]) -> None:
             param["schema"] = {"$ref": "#/components/schemas/ResourceType"}
 
 
-def _other_operation(operation: dict[str, Any]) -> None:
+def _other_operation(operation: dict[str, Any], under_fhir: bool = False) -> None:
     """Routes outside /fhir (OAuth, discovery, the login page): their errors come in their own
     media type (OAuth JSON, the HTML page); FastAPI's 422 is really a 400; an HTML page may
     redirect (303); an outage is a FHIR 503 like everywhere."""
@@ -211,7 +217,14 @@ def _other_operation(operation: dict[str, Any]) -> None:
     responses.pop("422", None)
     media = sorted({m for r in responses.values() for m in r.get("content", {})}) or [FHIR_JSON]
     content: dict[str, Any] = {m: {"schema": {}} for m in media}
-    for code in ("400", "401", "403", "405"):
+    codes: tuple[str, ...] = ("400", "401", "403", "405")
+    if under_fhir:
+        # The Bulk Data status and file endpoints: an unknown, expired or someone else's job is
+        # 404, like a resource the caller may not see, and errors come as JSON (Bulk Data 2.0),
+        # also where the success is NDJSON.
+        codes = ("400", "401", "403", "404", "405")
+        content = {**content, "application/json": {"schema": {}}}
+    for code in codes:
         responses[code] = {"description": ERRORS[code], "content": content}
     if "text/html" in media:
         responses["303"] = {"description": "Redirect to the client or back to the login page"}

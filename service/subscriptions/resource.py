@@ -21,7 +21,7 @@ from ..fhir.outcome import FhirError, not_found
 from ..runtime import Runtime
 from ..store import subscriptions as rows
 from .owner import is_operator, owner_key, owner_record
-from .spec import PROFILE, Spec, _ext_value, read_spec
+from .spec import PROFILE, Spec, _ext_value, read_spec, resource_object
 
 
 def stored_spec(content: str) -> Spec:
@@ -94,6 +94,7 @@ async def update(rt: Runtime, conn: AsyncConnection, principal: Principal, sid: 
                  resource: dict[str, Any], if_match: int | None) -> Any:
     """Replace the spec. A changed endpoint, or a client asking for `requested` again (after
     `error`), is handshaken anew; events not yet delivered stay queued."""
+    resource = resource_object(resource)
     if resource.get("id") not in (None, sid):
         raise FhirError(400, "invalid", f"The body's id '{resource.get('id')}' is not {sid}",
                         expression=["Subscription.id"])

@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from ..conformance.topics import Topic
-from ..fhir.outcome import FhirError
+from ..fhir.outcome import FhirError, bad_request
 from ..store.search.parser import SearchParser
 
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
@@ -60,8 +60,17 @@ def _ext_value(element: Any, url: str) -> Any:
     return None
 
 
-def read_spec(resource: dict[str, Any], topics: dict[str, Topic], parser: SearchParser) -> Spec:
-    """The checked Subscription; 422 naming the element when it cannot be served."""
+def resource_object(body: Any) -> dict[str, Any]:
+    """The body as a resource; 400 when it is not a JSON object at all (as for every type)."""
+    if not isinstance(body, dict):
+        raise bad_request("The request body must be a FHIR resource (a JSON object)")
+    return body
+
+
+def read_spec(resource: Any, topics: dict[str, Topic], parser: SearchParser) -> Spec:
+    """The checked Subscription; 422 naming the element when it cannot be served (400 when the
+    body is not a JSON object at all, as for every other resource)."""
+    resource = resource_object(resource)
     if resource.get("resourceType") != "Subscription":
         raise invalid("The body must be a Subscription", "Subscription")
     topic_url = resource.get("criteria")
